@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Proxy ports: binding a socket on a port from --proxy-port-range (or an
+ * ephemeral one), and the TCP listening socket of one service port with
+ * accept, pause and resume.
+ *
+ * Two kinds of pause: listener_pause() for a service port with no endpoints
+ * keeps the port bound but stops listening, so the kernel refuses new
+ * connections (RST, the client sees ECONNREFUSED at once, as HAProxy pauses
+ * a proxy); running out of descriptors stops polling for a short while
+ * instead of spinning (relayd's accept pause).
+ */
+#ifndef KUPROXY_LISTENER_H
+#define KUPROXY_LISTENER_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "base/svc.h"
+
+struct event_base;
+
+/*
+ * Bind a socket of proto (TCP or UDP, non-blocking, close-on-exec) on
+ * bind_addr and a port from [begin, end], starting at a random offset and
+ * wrapping, as upstream's allocator did; begin == 0 means an ephemeral port.
+ * preferred, when non-zero and inside the range, is tried first (a port kept
+ * across restarts).  Returns the fd with *port set, or -1 with err.
+ */
+int		 listener_bind(enum svc_proto proto, const char *bind_addr,
+		    uint16_t begin, uint16_t end, uint16_t preferred,
+		    uint16_t *port, char *err, size_t errlen);
+
+/* Called with each accepted, non-blocking, close-on-exec client socket. */
+typedef void (*listener_accept_cb)(int fd, const struct sockaddr *peer,
+		    socklen_t peerlen, void *arg);
+
+struct listener;
+
+/*
+ * Listen on a TCP socket from listener_bind() (taking it over) and call cb
+ * for each accepted connection.  Returns NULL with err on failure (fd closed).
+ */
+struct listener	*listener_new(struct event_base *, int fd, const char *what,
+		    listener_accept_cb cb, void *arg, char *err, size_t errlen);
+uint16_t	 listener_port(const struct listener *);
+/* Refuse new connections (RST) while keeping the port; idempotent. */
+void		 listener_pause(struct listener *);
+void		 listener_resume(struct listener *);
+int		 listener_is_paused(const struct listener *);
+/* Close the socket; connections already accepted are not affected. */
+void		 listener_free(struct listener *);
+
+/*
+ * Accepting stops for a while after EMFILE/ENFILE; every listener is woken
+ * early when a descriptor is freed.  tcp_relay calls this on each close.
+ */
+void		 listener_fd_released(void);
+
+#endif
