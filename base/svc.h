@@ -197,9 +197,9 @@ enum svc_diff_kind {
 
 struct svc_diff_entry {
 	enum svc_diff_kind	 kind;
-	const struct svc	*old_svc;	/* NULL for ADDED */
+	struct svc		*old_svc;	/* NULL for ADDED */
 	const struct svc_port	*old_port;
-	const struct svc	*new_svc;	/* NULL for REMOVED */
+	struct svc		*new_svc;	/* NULL for REMOVED */
 	const struct svc_port	*new_port;
 };
 
