@@ -64,7 +64,8 @@ void		 lb_sweep(struct lb *, long long now_ms);
 size_t		 lb_n_affinity(const struct lb *);
 
 void		 lb_tried_add(struct lb_tried *, const struct lb_target *);
-bool		 lb_tried_has(const struct lb_tried *, const struct lb_target *);
+bool		 lb_tried_has(const struct lb_tried *,
+		    const struct lb_target *);
 /* "10.0.0.1:80" or "[fd00::1]:80" */
 const char	*lb_target_str(const struct lb_target *, char *, size_t);
 

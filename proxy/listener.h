@@ -24,8 +24,10 @@ struct event_base;
  * Bind a socket of proto (TCP or UDP, non-blocking, close-on-exec) on
  * bind_addr and a port from [begin, end], starting at a random offset and
  * wrapping, as upstream's allocator did; begin == 0 means an ephemeral port.
- * preferred, when non-zero and inside the range, is tried first (a port kept
- * across restarts).  Returns the fd with *port set, or -1 with err.
+ * preferred, when non-zero and inside the range (any port when begin == 0),
+ * is tried first (a port kept across restarts).  Ports held by our own
+ * listeners, paused ones included, are never handed out.  Returns the fd
+ * with *port set, or -1 with err.
  */
 int		 listener_bind(enum svc_proto proto, const char *bind_addr,
 		    uint16_t begin, uint16_t end, uint16_t preferred,
@@ -48,6 +50,12 @@ uint16_t	 listener_port(const struct listener *);
 void		 listener_pause(struct listener *);
 void		 listener_resume(struct listener *);
 int		 listener_is_paused(const struct listener *);
+/*
+ * Accept is paused for descriptor or memory exhaustion (it resumes on a
+ * timer or at listener_fd_released()); how many times that happened.
+ */
+int		 listener_is_starved(const struct listener *);
+unsigned long	 listener_n_starved(const struct listener *);
 /* Close the socket; connections already accepted are not affected. */
 void		 listener_free(struct listener *);
 

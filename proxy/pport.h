@@ -19,6 +19,7 @@
 struct event_base;
 struct listener;
 struct pipe_pool;
+struct udp_port;
 
 /* What every session of every service port shares. */
 struct relay_env {
@@ -34,6 +35,10 @@ struct pport_stats {
 	uint64_t	bytes_out;		/* backend to client */
 	uint64_t	connect_failures;
 	uint64_t	no_endpoints;		/* clients refused: no endpoint */
+	uint64_t	udp_assoc_active;	/* UDP associations now */
+	uint64_t	udp_assoc_total;
+	uint64_t	udp_assoc_evicted;	/* dropped at the cap */
+	uint64_t	udp_dropped;		/* datagrams not relayed */
 };
 
 struct pport {
@@ -44,7 +49,8 @@ struct pport {
 	struct svc		*svc;		/* current spec (a reference) */
 	const struct svc_port	*port;		/* inside svc */
 	struct lb		*lb;
-	struct listener		*listener;	/* NULL once removed */
+	struct listener		*listener;	/* TCP; NULL once removed */
+	struct udp_port		*udp;		/* UDP; NULL once removed */
 	uint16_t		 proxy_port;
 	bool			 removed;	/* gone from the table */
 	struct pport_stats	 stats;

@@ -1,2 +1,459 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Unit tests for proxy/lb.c: round-robin order and fairness, which
+ * endpoints are usable, how the cursor and the affinity map survive
+ * updates, affinity timeouts (with injected time) and the tried-set used
+ * for retries.  Pure: no sockets, no clock.
+ */
+#include "config.h"
+
+#include <string.h>
+
 #include <criterion/criterion.h>
-Test(lb, placeholder) { cr_assert(1); }
+
+#include "proxy/lb.h"
+
+#define READY		(EP_F_READY | EP_F_SERVING)
+#define TERMINATING	(EP_F_SERVING | EP_F_TERMINATING)
+
+static struct endpoint
+ep(const char *ip, uint16_t port, uint8_t flags)
+{
+	struct endpoint e;
+
+	memset(&e, 0, sizeof(e));
+	cr_assert_eq(svc_ip_parse(ip, &e.ip), 0, "bad test address %s", ip);
+	e.port = port;
+	e.flags = flags;
+	return e;
+}
+
+static struct svc_ip
+client(const char *ip)
+{
+	struct svc_ip c;
+
+	cr_assert_eq(svc_ip_parse(ip, &c), 0);
+	return c;
+}
+
+/* Pick and return the endpoint as "ip:port". */
+static const char *
+pick(struct lb *lb, const struct svc_ip *c, const struct lb_tried *tried,
+    long long now_ms)
+{
+	static char buf[64];
+	struct lb_target t;
+
+	cr_assert_eq(lb_pick(lb, c, tried, now_ms, &t), 0, "no endpoint");
+	return lb_target_str(&t, buf, sizeof(buf));
+}
+
+static struct lb *
+lb_with(const struct endpoint *eps, size_t n, enum svc_affinity aff,
+    uint32_t timeout_s)
+{
+	struct lb *lb;
+
+	cr_assert_not_null(lb = lb_new());
+	cr_assert_eq(lb_update(lb, eps, n, aff, timeout_s), 0);
+	return lb;
+}
+
+static const struct endpoint *
+abc(void)
+{
+	static struct endpoint eps[3];
+
+	eps[0] = ep("10.0.0.1", 80, READY);
+	eps[1] = ep("10.0.0.2", 80, READY);
+	eps[2] = ep("10.0.0.3", 80, READY);
+	return eps;
+}
+
+Test(lb, round_robin_exact_order)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_NONE, 0);
+	const char *want[] = { "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80",
+	    "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80" };
+	size_t i;
+
+	for (i = 0; i < 6; i++)
+		cr_assert_str_eq(pick(lb, NULL, NULL, 0), want[i],
+		    "pick %zu", i);
+	lb_free(lb);
+}
+
+Test(lb, round_robin_is_even)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_NONE, 0);
+	struct svc_ip c = client("192.168.1.1");
+	struct lb_target t;
+	int count[3] = { 0, 0, 0 };
+	size_t i;
+
+	for (i = 0; i < 6; i++) {
+		cr_assert_eq(lb_pick(lb, &c, NULL, 0, &t), 0);
+		count[t.ip.addr[3] - 1]++;
+	}
+	cr_assert(count[0] == 2 && count[1] == 2 && count[2] == 2,
+	    "%d/%d/%d", count[0], count[1], count[2]);
+	lb_free(lb);
+}
+
+Test(lb, same_port_different_ports_are_distinct)
+{
+	struct endpoint eps[2] = { ep("10.0.0.1", 80, READY),
+	    ep("10.0.0.1", 81, READY) };
+	struct lb *lb = lb_with(eps, 2, SVC_AFFINITY_NONE, 0);
+
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.1:80");
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.1:81");
+	lb_free(lb);
+}
+
+Test(lb, not_ready_endpoints_are_skipped)
+{
+	struct endpoint eps[3] = { ep("10.0.0.1", 80, READY),
+	    ep("10.0.0.2", 80, 0), ep("10.0.0.3", 80, READY) };
+	struct lb *lb = lb_with(eps, 3, SVC_AFFINITY_NONE, 0);
+
+	cr_assert_eq(lb_n_endpoints(lb), 2);
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.1:80");
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.3:80");
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.1:80");
+	lb_free(lb);
+}
+
+Test(lb, terminating_endpoints_are_used_when_none_is_ready)
+{
+	struct endpoint eps[3] = { ep("10.0.0.1", 80, TERMINATING),
+	    ep("10.0.0.2", 80, EP_F_TERMINATING),	/* not serving */
+	    ep("10.0.0.3", 80, TERMINATING) };
+	struct lb *lb = lb_with(eps, 3, SVC_AFFINITY_NONE, 0);
+
+	cr_assert_eq(lb_n_endpoints(lb), 2);
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.1:80");
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.3:80");
+	lb_free(lb);
+}
+
+Test(lb, ready_endpoints_win_over_terminating_ones)
+{
+	struct endpoint eps[2] = { ep("10.0.0.1", 80, TERMINATING),
+	    ep("10.0.0.2", 80, READY) };
+	struct lb *lb = lb_with(eps, 2, SVC_AFFINITY_NONE, 0);
+
+	cr_assert_eq(lb_n_endpoints(lb), 1);
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.2:80");
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.2:80");
+	lb_free(lb);
+}
+
+Test(lb, endpoint_without_port_is_skipped)
+{
+	struct endpoint eps[2] = { ep("10.0.0.1", 0, READY),
+	    ep("10.0.0.2", 80, READY) };
+	struct lb *lb = lb_with(eps, 2, SVC_AFFINITY_NONE, 0);
+
+	cr_assert_eq(lb_n_endpoints(lb), 1);
+	lb_free(lb);
+}
+
+Test(lb, no_endpoint_returns_minus_one)
+{
+	struct lb *lb = lb_with(NULL, 0, SVC_AFFINITY_NONE, 0);
+	struct endpoint none[1] = { ep("10.0.0.1", 80, 0) };
+	struct lb_target t;
+
+	cr_assert_eq(lb_pick(lb, NULL, NULL, 0, &t), -1);
+	cr_assert_eq(lb_update(lb, none, 1, SVC_AFFINITY_NONE, 0), 0);
+	cr_assert_eq(lb_pick(lb, NULL, NULL, 0, &t), -1);
+	lb_free(lb);
+}
+
+Test(lb, cursor_keeps_its_place_across_an_unchanged_update)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_NONE, 0);
+
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.1:80");
+	cr_assert_eq(lb_update(lb, abc(), 3, SVC_AFFINITY_NONE, 0), 0);
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.2:80");
+	cr_assert_eq(lb_update(lb, abc(), 3, SVC_AFFINITY_NONE, 0), 0);
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.3:80");
+	lb_free(lb);
+}
+
+Test(lb, round_robin_skips_removed_endpoint)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_NONE, 0);
+	struct endpoint ac[2] = { abc()[0], abc()[2] };
+
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.1:80");
+	/* b would be next; it leaves, so the rotation goes on with c. */
+	cr_assert_eq(lb_update(lb, ac, 2, SVC_AFFINITY_NONE, 0), 0);
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.3:80");
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.1:80");
+	lb_free(lb);
+}
+
+Test(lb, removing_the_last_picked_continues_after_it)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_NONE, 0);
+	struct endpoint ac[2] = { abc()[0], abc()[2] };
+	struct endpoint ab[2] = { abc()[0], abc()[1] };
+
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.1:80");
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.2:80");
+	/* b was picked last and leaves: c followed it. */
+	cr_assert_eq(lb_update(lb, ac, 2, SVC_AFFINITY_NONE, 0), 0);
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.3:80");
+	/* c was picked last and leaves, nothing sorts after it: wrap. */
+	cr_assert_eq(lb_update(lb, ab, 2, SVC_AFFINITY_NONE, 0), 0);
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.1:80");
+	lb_free(lb);
+}
+
+Test(lb, added_endpoint_joins_the_rotation_in_order)
+{
+	struct endpoint ac[2] = { abc()[0], abc()[2] };
+	struct lb *lb = lb_with(ac, 2, SVC_AFFINITY_NONE, 0);
+
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.1:80");
+	cr_assert_eq(lb_update(lb, abc(), 3, SVC_AFFINITY_NONE, 0), 0);
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.2:80");
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.3:80");
+	lb_free(lb);
+}
+
+Test(lb, emptied_then_refilled_continues)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_NONE, 0);
+	struct lb_target t;
+
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.1:80");
+	cr_assert_eq(lb_update(lb, NULL, 0, SVC_AFFINITY_NONE, 0), 0);
+	cr_assert_eq(lb_pick(lb, NULL, NULL, 0, &t), -1);
+	cr_assert_eq(lb_update(lb, abc(), 3, SVC_AFFINITY_NONE, 0), 0);
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.2:80");
+	lb_free(lb);
+}
+
+Test(lb, affinity_pins_a_client)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_CLIENT_IP, 0);
+	struct svc_ip x = client("192.168.1.1"), y = client("192.168.1.2");
+	int i;
+
+	cr_assert_str_eq(pick(lb, &x, NULL, 0), "10.0.0.1:80");
+	for (i = 1; i <= 10; i++)
+		cr_assert_str_eq(pick(lb, &x, NULL, i * 1000), "10.0.0.1:80");
+	cr_assert_str_eq(pick(lb, &y, NULL, 0), "10.0.0.2:80");
+	cr_assert_str_eq(pick(lb, &y, NULL, 0), "10.0.0.2:80");
+	cr_assert_str_eq(pick(lb, &x, NULL, 0), "10.0.0.1:80");
+	cr_assert_eq(lb_n_affinity(lb), 2);
+	lb_free(lb);
+}
+
+Test(lb, affinity_is_per_address_family)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_CLIENT_IP, 0);
+	struct svc_ip v4 = client("10.1.1.1"), v6 = client("fd00::a01:101");
+
+	cr_assert_str_eq(pick(lb, &v4, NULL, 0), "10.0.0.1:80");
+	cr_assert_str_eq(pick(lb, &v6, NULL, 0), "10.0.0.2:80");
+	cr_assert_eq(lb_n_affinity(lb), 2);
+	lb_free(lb);
+}
+
+Test(lb, affinity_window_slides_and_expires)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_CLIENT_IP, 10);
+	struct svc_ip x = client("192.168.1.1");
+
+	cr_assert_str_eq(pick(lb, &x, NULL, 0), "10.0.0.1:80");
+	cr_assert_str_eq(pick(lb, &x, NULL, 9999), "10.0.0.1:80");
+	/* Used at 9999: the window now runs to 19999. */
+	cr_assert_str_eq(pick(lb, &x, NULL, 19998), "10.0.0.1:80");
+	/* Idle for exactly the timeout: expired, next in rotation. */
+	cr_assert_str_eq(pick(lb, &x, NULL, 29998), "10.0.0.2:80");
+	cr_assert_str_eq(pick(lb, &x, NULL, 30000), "10.0.0.2:80");
+	lb_free(lb);
+}
+
+Test(lb, affinity_default_timeout_is_three_hours)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_CLIENT_IP, 0);
+	struct svc_ip x = client("192.168.1.1");
+
+	cr_assert_str_eq(pick(lb, &x, NULL, 0), "10.0.0.1:80");
+	cr_assert_str_eq(pick(lb, &x, NULL, 10800LL * 1000 - 1), "10.0.0.1:80");
+	cr_assert_str_eq(pick(lb, &x, NULL, 2 * 10800LL * 1000 - 2),
+	    "10.0.0.1:80");
+	cr_assert_str_eq(pick(lb, &x, NULL, 3 * 10800LL * 1000 - 2),
+	    "10.0.0.2:80");
+	lb_free(lb);
+}
+
+/* k/k#107398: upstream kept 10800 s whatever the Service said. */
+Test(lb, affinity_timeout_change_applies_at_once)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_CLIENT_IP, 10800);
+	struct svc_ip x = client("192.168.1.1");
+
+	cr_assert_str_eq(pick(lb, &x, NULL, 0), "10.0.0.1:80");
+	cr_assert_eq(lb_update(lb, abc(), 3, SVC_AFFINITY_CLIENT_IP, 5), 0);
+	cr_assert_eq(lb_n_affinity(lb), 1, "the entry survives the update");
+	cr_assert_str_eq(pick(lb, &x, NULL, 4000), "10.0.0.1:80");
+	/* Last used at 4000: stale at 9000 under the new 5 s timeout. */
+	cr_assert_str_eq(pick(lb, &x, NULL, 9000), "10.0.0.2:80");
+
+	/* Lengthening it revives nothing but keeps the live entry longer. */
+	cr_assert_eq(lb_update(lb, abc(), 3, SVC_AFFINITY_CLIENT_IP, 100), 0);
+	cr_assert_str_eq(pick(lb, &x, NULL, 90000), "10.0.0.2:80");
+	lb_free(lb);
+}
+
+Test(lb, sweep_drops_expired_entries_only)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_CLIENT_IP, 10);
+	struct svc_ip x = client("192.168.1.1"), y = client("192.168.1.2");
+
+	pick(lb, &x, NULL, 0);
+	pick(lb, &y, NULL, 5000);
+	cr_assert_eq(lb_n_affinity(lb), 2);
+	lb_sweep(lb, 9999);
+	cr_assert_eq(lb_n_affinity(lb), 2);
+	lb_sweep(lb, 10000);
+	cr_assert_eq(lb_n_affinity(lb), 1, "x expired");
+	cr_assert_str_eq(pick(lb, &y, NULL, 10000), "10.0.0.2:80");
+	/* A shorter timeout set by an update applies to the sweep too. */
+	cr_assert_eq(lb_update(lb, abc(), 3, SVC_AFFINITY_CLIENT_IP, 1), 0);
+	lb_sweep(lb, 11000);
+	cr_assert_eq(lb_n_affinity(lb), 0);
+	lb_free(lb);
+}
+
+Test(lb, affinity_to_removed_endpoint_is_dropped_others_kept)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_CLIENT_IP, 0);
+	struct svc_ip x = client("192.168.1.1"), y = client("192.168.1.2"),
+	    z = client("192.168.1.3");
+	struct endpoint bc[2] = { abc()[1], abc()[2] };
+
+	cr_assert_str_eq(pick(lb, &x, NULL, 0), "10.0.0.1:80");
+	cr_assert_str_eq(pick(lb, &y, NULL, 0), "10.0.0.2:80");
+	cr_assert_str_eq(pick(lb, &z, NULL, 0), "10.0.0.3:80");
+	cr_assert_eq(lb_update(lb, bc, 2, SVC_AFFINITY_CLIENT_IP, 0), 0);
+	cr_assert_eq(lb_n_affinity(lb), 2);
+	cr_assert_str_eq(pick(lb, &y, NULL, 1), "10.0.0.2:80");
+	cr_assert_str_eq(pick(lb, &z, NULL, 1), "10.0.0.3:80");
+	/* x starts over in the rotation, which had come back to b. */
+	cr_assert_str_eq(pick(lb, &x, NULL, 1), "10.0.0.2:80");
+	lb_free(lb);
+}
+
+Test(lb, endpoint_going_not_ready_drops_its_affinity)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_CLIENT_IP, 0);
+	struct svc_ip x = client("192.168.1.1");
+	struct endpoint eps[3] = { ep("10.0.0.1", 80, TERMINATING),
+	    abc()[1], abc()[2] };
+
+	cr_assert_str_eq(pick(lb, &x, NULL, 0), "10.0.0.1:80");
+	cr_assert_eq(lb_update(lb, eps, 3, SVC_AFFINITY_CLIENT_IP, 0), 0);
+	cr_assert_eq(lb_n_affinity(lb), 0);
+	cr_assert_str_eq(pick(lb, &x, NULL, 0), "10.0.0.2:80");
+	lb_free(lb);
+}
+
+Test(lb, affinity_turned_off_forgets_clients)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_CLIENT_IP, 0);
+	struct svc_ip x = client("192.168.1.1");
+
+	pick(lb, &x, NULL, 0);
+	cr_assert_eq(lb_update(lb, abc(), 3, SVC_AFFINITY_NONE, 0), 0);
+	cr_assert_eq(lb_n_affinity(lb), 0);
+	cr_assert_str_eq(pick(lb, &x, NULL, 0), "10.0.0.2:80");
+	cr_assert_str_eq(pick(lb, &x, NULL, 0), "10.0.0.3:80");
+	cr_assert_eq(lb_n_affinity(lb), 0);
+	lb_free(lb);
+}
+
+Test(lb, tried_endpoints_are_skipped)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_NONE, 0);
+	struct lb_tried tried;
+	struct lb_target t;
+
+	memset(&tried, 0, sizeof(tried));
+	cr_assert_eq(lb_pick(lb, NULL, &tried, 0, &t), 0);
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.2:80");
+	/* Next would be c; with c and a tried, b it is. */
+	lb_tried_add(&tried, &t);			/* a */
+	cr_assert_eq(lb_pick(lb, NULL, NULL, 0, &t), 0);	/* c */
+	lb_tried_add(&tried, &t);
+	cr_assert(lb_tried_has(&tried, &t));
+	cr_assert_str_eq(pick(lb, NULL, &tried, 0), "10.0.0.2:80");
+	lb_free(lb);
+}
+
+Test(lb, all_tried_picks_the_next_regardless)
+{
+	struct endpoint ab[2] = { abc()[0], abc()[1] };
+	struct lb *lb = lb_with(ab, 2, SVC_AFFINITY_NONE, 0);
+	struct lb_tried tried;
+	struct lb_target t;
+	int i;
+
+	/* Four attempts over two endpoints: a, b, a, b. */
+	memset(&tried, 0, sizeof(tried));
+	for (i = 0; i < LB_MAX_TRIES; i++) {
+		cr_assert_eq(lb_pick(lb, NULL, &tried, 0, &t), 0);
+		cr_assert_eq(t.ip.addr[3], 1 + i % 2, "attempt %d", i);
+		lb_tried_add(&tried, &t);
+	}
+	cr_assert_eq(tried.n, LB_MAX_TRIES);
+	lb_tried_add(&tried, &t);
+	cr_assert_eq(tried.n, LB_MAX_TRIES, "the tried-set is bounded");
+	lb_free(lb);
+}
+
+Test(lb, retry_moves_affinity_to_the_endpoint_that_answers)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_CLIENT_IP, 0);
+	struct svc_ip x = client("192.168.1.1");
+	struct lb_tried tried;
+	struct lb_target t;
+
+	memset(&tried, 0, sizeof(tried));
+	cr_assert_eq(lb_pick(lb, &x, &tried, 0, &t), 0);
+	cr_assert_str_eq(pick(lb, &x, NULL, 0), "10.0.0.1:80");
+	/* a refused: the retry skips the affinity lookup and a. */
+	lb_tried_add(&tried, &t);
+	cr_assert_str_eq(pick(lb, &x, &tried, 0), "10.0.0.2:80");
+	/* The next connection of x goes where the retry succeeded. */
+	cr_assert_str_eq(pick(lb, &x, NULL, 0), "10.0.0.2:80");
+	cr_assert_eq(lb_n_affinity(lb), 1);
+	lb_free(lb);
+}
+
+Test(lb, target_str_formats_both_families)
+{
+	struct lb_target t;
+	char buf[64];
+
+	memset(&t, 0, sizeof(t));
+	cr_assert_eq(svc_ip_parse("10.1.2.3", &t.ip), 0);
+	t.port = 8080;
+	cr_assert_str_eq(lb_target_str(&t, buf, sizeof(buf)), "10.1.2.3:8080");
+	cr_assert_eq(svc_ip_parse("fd00::1", &t.ip), 0);
+	t.port = 53;
+	cr_assert_str_eq(lb_target_str(&t, buf, sizeof(buf)), "[fd00::1]:53");
+}
+
+Test(lb, free_null_is_fine)
+{
+	lb_free(NULL);
+}
