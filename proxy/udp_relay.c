@@ -1,0 +1,978 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The UDP data path (kube-proxy's udpProxySocket, fixed).
+ *
+ * This module owns the socket of each UDP service port, the table of client
+ * associations (client address -> connected socket to one endpoint), their
+ * expiry, the caps on how many there are, and one shared set of batch
+ * buffers.  Which endpoint a new association goes to is the balancer's
+ * (lb_pick); ports, rules and the pport itself are the proxier's.
+ *
+ * Datagram flow: the service socket is read in recvmmsg batches; each
+ * datagram goes to its client's association (created on the first one) with
+ * send() on the association's connected socket.  Replies are read from that
+ * socket in batches and sent to the client from the service socket with
+ * sendmmsg, from the very address the client wrote to (IP_PKTINFO), so
+ * conntrack's reverse REDIRECT/DNAT makes them come from ClusterIP:port.
+ *
+ * Expiry without a timer per association: each port keeps its associations
+ * in two lists ordered by last activity, one for those awaiting a reply
+ * (the client spoke last) and one for those that were answered.  Within a
+ * list every association has the same timeout, so the head expires first,
+ * and one timer per port armed for the earlier head suffices.  A global
+ * list in the same order serves the total cap.
+ *
+ * Departures from upstream, on purpose:
+ * - an association awaiting a reply waits UDP_RELAY_REPLY_WAIT_MS even when
+ *   --udp-timeout is shorter (upstream's 250 ms lost slower replies,
+ *   k/k#14939); after a reply, --udp-timeout of silence ends it;
+ * - datagrams are relayed whole up to 64 KiB; upstream truncated silently at
+ *   4 KiB.  A datagram that does not fit is dropped and counted;
+ * - associations are capped per port and in total, evicting the least
+ *   recently used; upstream kept one socket and goroutine per client without
+ *   bound and panicked on EMFILE.  Here EMFILE drops the datagram;
+ * - an endpoint that refuses (ICMP port unreachable) moves the association
+ *   to another endpoint at once, and one that leaves the balancer drops its
+ *   associations at once instead of waiting for their timeout.
+ */
+#include "config.h"
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "base/log.h"
+#include "base/tree.h"
+#include "proxy/lb.h"
+#include "proxy/listener.h"
+#include "proxy/pport.h"
+#include "proxy/udp_relay.h"
+
+#define UDP_BATCH		32	/* datagrams per recvmmsg/sendmmsg */
+#define UDP_BUF_SIZE		65536	/* one buffer slot per datagram */
+#define UDP_BATCHES_PER_EVENT	8	/* then let other sockets run */
+#define UDP_LOG_INTERVAL_MS	10000
+
+/* Room for one IPv4 or IPv6 packet-info control message. */
+union udp_cmsg {
+	struct cmsghdr	align;
+	unsigned char	buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) +
+			    CMSG_SPACE(sizeof(struct in_pktinfo))];
+};
+
+struct udp_assoc {
+	RB_ENTRY(udp_assoc)	 ua_node;	/* up_assocs, by client */
+	TAILQ_ENTRY(udp_assoc)	 ua_port_lru;	/* up_waiting or up_answered */
+	TAILQ_ENTRY(udp_assoc)	 ua_all_lru;	/* udp_all */
+	struct udp_port		*ua_port;
+	struct sockaddr_storage	 ua_peer;	/* the client */
+	socklen_t		 ua_peerlen;
+	union udp_cmsg		 ua_cmsg;	/* reply source (IP_PKTINFO) */
+	socklen_t		 ua_cmsglen;	/* 0: let routing choose */
+	struct lb_target	 ua_target;	/* the endpoint */
+	struct lb_tried		 ua_tried;	/* endpoints that refused */
+	int			 ua_fd;		/* connected to ua_target */
+	sa_family_t		 ua_fd_family;
+	struct event		*ua_ev;
+	long long		 ua_last_ms;	/* last datagram either way */
+	bool			 ua_waiting;	/* client spoke last */
+};
+
+RB_HEAD(udp_assoc_tree, udp_assoc);
+TAILQ_HEAD(udp_assoc_list, udp_assoc);
+
+struct udp_port {
+	struct pport		*up_pp;
+	int			 up_fd;
+	struct event		*up_ev;
+	struct event		*up_timer;
+	long long		 up_timer_due_ms;	/* 0: not armed */
+	struct udp_assoc_tree	 up_assocs;
+	size_t			 up_n_assocs;
+	/* Both oldest first; see the expiry note at the top. */
+	struct udp_assoc_list	 up_waiting;
+	struct udp_assoc_list	 up_answered;
+	struct log_ratelimit	 up_rl_fds;
+	struct log_ratelimit	 up_rl_io;
+};
+
+/*
+ * Batch buffers, shared by every port: one event loop runs one callback at
+ * a time, and nothing outlives a callback.
+ */
+struct udp_batch {
+	struct mmsghdr		 in[UDP_BATCH];
+	struct iovec		 in_iov[UDP_BATCH];
+	struct sockaddr_storage	 in_peer[UDP_BATCH];
+	union udp_cmsg		 in_cmsg[UDP_BATCH];
+	struct mmsghdr		 out[UDP_BATCH];
+	struct iovec		 out_iov[UDP_BATCH];
+	unsigned char		*buf;		/* UDP_BATCH * UDP_BUF_SIZE */
+};
+
+static struct udp_batch		*udp_batch;
+static size_t			 udp_batch_users;
+static struct udp_assoc_list	 udp_all = TAILQ_HEAD_INITIALIZER(udp_all);
+static size_t			 udp_n_assocs;
+static size_t			 udp_max_datagram = UDP_RELAY_MAX_DATAGRAM;
+
+static void	udp_assoc_readable(evutil_socket_t, short, void *);
+
+static int
+udp_peer_cmp(const struct udp_assoc *a, const struct udp_assoc *b)
+{
+	const struct sockaddr_in *a4, *b4;
+	const struct sockaddr_in6 *a6, *b6;
+	int c;
+
+	if (a->ua_peer.ss_family != b->ua_peer.ss_family)
+		return a->ua_peer.ss_family < b->ua_peer.ss_family ? -1 : 1;
+	if (a->ua_peer.ss_family == AF_INET) {
+		a4 = (const struct sockaddr_in *)&a->ua_peer;
+		b4 = (const struct sockaddr_in *)&b->ua_peer;
+		if (a4->sin_port != b4->sin_port)
+			return a4->sin_port < b4->sin_port ? -1 : 1;
+		return memcmp(&a4->sin_addr, &b4->sin_addr,
+		    sizeof(a4->sin_addr));
+	}
+	a6 = (const struct sockaddr_in6 *)&a->ua_peer;
+	b6 = (const struct sockaddr_in6 *)&b->ua_peer;
+	if (a6->sin6_port != b6->sin6_port)
+		return a6->sin6_port < b6->sin6_port ? -1 : 1;
+	if ((c = memcmp(&a6->sin6_addr, &b6->sin6_addr,
+	    sizeof(a6->sin6_addr))) != 0)
+		return c;
+	if (a6->sin6_scope_id != b6->sin6_scope_id)
+		return a6->sin6_scope_id < b6->sin6_scope_id ? -1 : 1;
+	return 0;
+}
+
+KU_RB_GENERATE_STATIC(udp_assoc_tree, udp_assoc, ua_node, udp_peer_cmp)
+
+static long long
+udp_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The client's IP as the balancer keys affinity (v4-mapped as IPv4). */
+static void
+udp_peer_ip(const struct sockaddr_storage *ss, struct svc_ip *ip)
+{
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+
+	memset(ip, 0, sizeof(*ip));
+	if (ss->ss_family == AF_INET) {
+		ip->family = AF_INET;
+		memcpy(ip->addr,
+		    &((const struct sockaddr_in *)ss)->sin_addr, 4);
+	} else if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+		ip->family = AF_INET;
+		memcpy(ip->addr, &s6->sin6_addr.s6_addr[12], 4);
+	} else {
+		ip->family = AF_INET6;
+		memcpy(ip->addr, &s6->sin6_addr, 16);
+	}
+}
+
+static const char *
+udp_peer_str(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	struct lb_target t;
+
+	udp_peer_ip(ss, &t.ip);
+	t.port = ntohs(ss->ss_family == AF_INET ?
+	    ((const struct sockaddr_in *)ss)->sin_port :
+	    ((const struct sockaddr_in6 *)ss)->sin6_port);
+	return lb_target_str(&t, buf, len);
+}
+
+static socklen_t
+udp_target_sockaddr(const struct lb_target *t, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (t->ip.family == AF_INET) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(t->port);
+		memcpy(&s4->sin_addr, t->ip.addr, 4);
+		return sizeof(*s4);
+	}
+	s6->sin6_family = AF_INET6;
+	s6->sin6_port = htons(t->port);
+	memcpy(&s6->sin6_addr, t->ip.addr, 16);
+	return sizeof(*s6);
+}
+
+static long long
+udp_idle_ms(const struct udp_port *up)
+{
+	return up->up_pp->env->conf->udp_timeout_ms;
+}
+
+static long long
+udp_reply_wait_ms(const struct udp_port *up)
+{
+	long long idle = udp_idle_ms(up);
+
+	return idle > UDP_RELAY_REPLY_WAIT_MS ? idle : UDP_RELAY_REPLY_WAIT_MS;
+}
+
+static long long
+udp_assoc_deadline(const struct udp_assoc *ua)
+{
+	return ua->ua_last_ms + (ua->ua_waiting ?
+	    udp_reply_wait_ms(ua->ua_port) : udp_idle_ms(ua->ua_port));
+}
+
+static struct udp_assoc_list *
+udp_assoc_list(struct udp_assoc *ua)
+{
+	return ua->ua_waiting ? &ua->ua_port->up_waiting :
+	    &ua->ua_port->up_answered;
+}
+
+/* Make sure the expiry timer fires no later than due_ms. */
+static void
+udp_port_arm(struct udp_port *up, long long due_ms, long long now_ms)
+{
+	struct timeval tv;
+	long long delay;
+
+	if (up->up_timer_due_ms != 0 && up->up_timer_due_ms <= due_ms)
+		return;
+	delay = due_ms > now_ms ? due_ms - now_ms : 0;
+	tv.tv_sec = delay / 1000;
+	tv.tv_usec = (delay % 1000) * 1000;
+	evtimer_add(up->up_timer, &tv);
+	up->up_timer_due_ms = due_ms;
+}
+
+/*
+ * Record a datagram on ua (from the client when waiting, else a reply):
+ * it becomes the most recently used, in its port's lists and globally.
+ */
+static void
+udp_assoc_touch(struct udp_assoc *ua, bool waiting, long long now_ms)
+{
+	struct udp_port *up = ua->ua_port;
+
+	TAILQ_REMOVE(udp_assoc_list(ua), ua, ua_port_lru);
+	ua->ua_waiting = waiting;
+	ua->ua_last_ms = now_ms;
+	TAILQ_INSERT_TAIL(udp_assoc_list(ua), ua, ua_port_lru);
+	TAILQ_REMOVE(&udp_all, ua, ua_all_lru);
+	TAILQ_INSERT_TAIL(&udp_all, ua, ua_all_lru);
+	udp_port_arm(up, udp_assoc_deadline(ua), now_ms);
+}
+
+static void
+udp_assoc_close_fd(struct udp_assoc *ua)
+{
+	if (ua->ua_ev != NULL)
+		event_free(ua->ua_ev);
+	ua->ua_ev = NULL;
+	if (ua->ua_fd != -1) {
+		close(ua->ua_fd);
+		/* A TCP listener starved of descriptors may accept again. */
+		listener_fd_released();
+	}
+	ua->ua_fd = -1;
+}
+
+/* The one way an association ends; reason is for the log. */
+static void
+udp_assoc_close(struct udp_assoc *ua, const char *reason)
+{
+	struct udp_port	*up = ua->ua_port;
+	struct pport	*pp = up->up_pp;
+	char		 client[64], target[64];
+
+	if (log_verbosity() >= 4)
+		log_debug("%s: client %s: association with %s closed: %s",
+		    pp->key, udp_peer_str(&ua->ua_peer, client, sizeof(client)),
+		    lb_target_str(&ua->ua_target, target, sizeof(target)),
+		    reason);
+	RB_REMOVE(udp_assoc_tree, &up->up_assocs, ua);
+	TAILQ_REMOVE(udp_assoc_list(ua), ua, ua_port_lru);
+	TAILQ_REMOVE(&udp_all, ua, ua_all_lru);
+	up->up_n_assocs--;
+	udp_n_assocs--;
+	pp->stats.udp_assoc_active--;
+	udp_assoc_close_fd(ua);
+	free(ua);
+}
+
+/*
+ * Connect ua's socket to ua->ua_target, opening the socket first when it
+ * has none or one of the other family.  A connected UDP socket can be
+ * connected again to another peer, so a move keeps the descriptor.
+ * Returns 0, or -1 with errno.
+ */
+static int
+udp_assoc_connect(struct udp_assoc *ua)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	int			 fd, saved;
+
+	sslen = udp_target_sockaddr(&ua->ua_target, &ss);
+	if (ua->ua_fd != -1 && ua->ua_fd_family != ss.ss_family)
+		udp_assoc_close_fd(ua);
+	if (ua->ua_fd == -1) {
+		fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0);
+		if (fd == -1)
+			return -1;
+		ua->ua_fd = fd;
+		ua->ua_fd_family = ss.ss_family;
+		ua->ua_ev = event_new(ua->ua_port->up_pp->env->base, fd,
+		    EV_READ | EV_PERSIST, udp_assoc_readable, ua);
+		if (ua->ua_ev == NULL || event_add(ua->ua_ev, NULL) == -1) {
+			udp_assoc_close_fd(ua);
+			errno = ENOMEM;
+			return -1;
+		}
+	}
+	if (connect(ua->ua_fd, (struct sockaddr *)&ss, sslen) == -1) {
+		saved = errno;
+		udp_assoc_close_fd(ua);
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
+/* The least recently used association of up, or NULL. */
+static struct udp_assoc *
+udp_port_oldest(struct udp_port *up)
+{
+	struct udp_assoc *w, *a;
+
+	w = TAILQ_FIRST(&up->up_waiting);
+	a = TAILQ_FIRST(&up->up_answered);
+	if (w == NULL)
+		return a;
+	if (a == NULL)
+		return w;
+	return w->ua_last_ms <= a->ua_last_ms ? w : a;
+}
+
+static void
+udp_assoc_evict(struct udp_assoc *ua)
+{
+	ua->ua_port->up_pp->stats.udp_assoc_evicted++;
+	udp_assoc_close(ua, "evicted at the association cap");
+}
+
+/* Evict the least recently used until one more association fits. */
+static void
+udp_port_make_room(struct udp_port *up)
+{
+	const struct conf *conf = up->up_pp->env->conf;
+	struct udp_assoc *ua;
+
+	while (conf->udp_max_assoc_per_port != 0 &&
+	    up->up_n_assocs >= conf->udp_max_assoc_per_port &&
+	    (ua = udp_port_oldest(up)) != NULL)
+		udp_assoc_evict(ua);
+	while (conf->udp_max_assoc_total != 0 &&
+	    udp_n_assocs >= conf->udp_max_assoc_total &&
+	    (ua = TAILQ_FIRST(&udp_all)) != NULL)
+		udp_assoc_evict(ua);
+}
+
+/* Remember where the client's datagram was addressed, to reply from there. */
+static void
+udp_assoc_set_source(struct udp_assoc *ua, struct msghdr *in)
+{
+	struct cmsghdr		*c, *out;
+	struct in_pktinfo	 pi4;
+	struct in6_pktinfo	 pi6;
+
+	ua->ua_cmsglen = 0;
+	if (in == NULL || (in->msg_flags & MSG_CTRUNC) != 0)
+		return;
+	for (c = CMSG_FIRSTHDR(in); c != NULL;
+	    c = CMSG_NXTHDR(in, c)) {
+		out = (struct cmsghdr *)ua->ua_cmsg.buf;
+		if (c->cmsg_level == IPPROTO_IP &&
+		    c->cmsg_type == IP_PKTINFO) {
+			memcpy(&pi4, CMSG_DATA(c), sizeof(pi4));
+			/* Send from the header's destination, any interface. */
+			pi4.ipi_spec_dst = pi4.ipi_addr;
+			pi4.ipi_ifindex = 0;
+			out->cmsg_level = IPPROTO_IP;
+			out->cmsg_type = IP_PKTINFO;
+			out->cmsg_len = CMSG_LEN(sizeof(pi4));
+			memcpy(CMSG_DATA(out), &pi4, sizeof(pi4));
+			ua->ua_cmsglen = CMSG_SPACE(sizeof(pi4));
+			return;
+		}
+		if (c->cmsg_level == IPPROTO_IPV6 &&
+		    c->cmsg_type == IPV6_PKTINFO) {
+			memcpy(&pi6, CMSG_DATA(c), sizeof(pi6));
+			/* A link-local source needs its interface. */
+			if (!IN6_IS_ADDR_LINKLOCAL(&pi6.ipi6_addr))
+				pi6.ipi6_ifindex = 0;
+			out->cmsg_level = IPPROTO_IPV6;
+			out->cmsg_type = IPV6_PKTINFO;
+			out->cmsg_len = CMSG_LEN(sizeof(pi6));
+			memcpy(CMSG_DATA(out), &pi6, sizeof(pi6));
+			ua->ua_cmsglen = CMSG_SPACE(sizeof(pi6));
+			return;
+		}
+	}
+}
+
+static void
+udp_port_log_fd_error(struct udp_port *up, const char *client)
+{
+	if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+	    errno == ENOMEM) {
+		if (log_ratelimit_ok(&up->up_rl_fds, UDP_LOG_INTERVAL_MS))
+			log_warn("%s: client %s: no socket for a new "
+			    "association, datagram dropped", up->up_pp->key,
+			    client);
+	} else if (log_ratelimit_ok(&up->up_rl_io, UDP_LOG_INTERVAL_MS))
+		log_warn("%s: client %s: cannot open an association, "
+		    "datagram dropped", up->up_pp->key, client);
+}
+
+/*
+ * A new association for the client at peer, to the endpoint the balancer
+ * picks.  Returns it, or NULL when the datagram must be dropped (counted
+ * here: no endpoint, or no socket).
+ */
+static struct udp_assoc *
+udp_assoc_open(struct udp_port *up, const struct sockaddr_storage *peer,
+    socklen_t peerlen, struct msghdr *in, long long now_ms)
+{
+	struct pport		*pp = up->up_pp;
+	struct udp_assoc	*ua;
+	struct svc_ip		 client;
+	char			 cbuf[64], tbuf[64];
+	int			 saved;
+
+	udp_peer_ip(peer, &client);
+	if (lb_n_endpoints(pp->lb) == 0) {
+		pp->stats.no_endpoints++;
+		return NULL;
+	}
+	udp_port_make_room(up);
+	if ((ua = calloc(1, sizeof(*ua))) == NULL) {
+		errno = ENOMEM;
+		goto fail;
+	}
+	ua->ua_port = up;
+	ua->ua_fd = -1;
+	memcpy(&ua->ua_peer, peer, peerlen);
+	ua->ua_peerlen = peerlen;
+	if (lb_pick(pp->lb, &client, NULL, now_ms, &ua->ua_target) == -1) {
+		free(ua);
+		pp->stats.no_endpoints++;
+		return NULL;
+	}
+	if (udp_assoc_connect(ua) == -1)
+		goto fail;
+	udp_assoc_set_source(ua, in);
+	ua->ua_waiting = true;
+	ua->ua_last_ms = now_ms;
+	RB_INSERT(udp_assoc_tree, &up->up_assocs, ua);
+	TAILQ_INSERT_TAIL(udp_assoc_list(ua), ua, ua_port_lru);
+	TAILQ_INSERT_TAIL(&udp_all, ua, ua_all_lru);
+	up->up_n_assocs++;
+	udp_n_assocs++;
+	pp->stats.udp_assoc_active++;
+	pp->stats.udp_assoc_total++;
+	/* Expires even if its first datagram cannot be sent. */
+	udp_port_arm(up, udp_assoc_deadline(ua), now_ms);
+	if (log_verbosity() >= 3)
+		log_v(3, "%s: client %s: new association with endpoint %s",
+		    pp->key, udp_peer_str(peer, cbuf, sizeof(cbuf)),
+		    lb_target_str(&ua->ua_target, tbuf, sizeof(tbuf)));
+	return ua;
+
+fail:
+	saved = errno;
+	pp->stats.udp_dropped++;
+	udp_peer_str(peer, cbuf, sizeof(cbuf));
+	free(ua);
+	errno = saved;
+	udp_port_log_fd_error(up, cbuf);
+	return NULL;
+}
+
+/*
+ * ua's endpoint refused (ICMP port unreachable, reported as ECONNREFUSED on
+ * the connected socket): move to the next endpoint not tried yet, as a TCP
+ * retry would.  Returns 0, or -1 when ua was closed (no endpoint left, or
+ * no socket).
+ */
+static int
+udp_assoc_refused(struct udp_assoc *ua, long long now_ms)
+{
+	struct pport		*pp = ua->ua_port->up_pp;
+	struct svc_ip		 client;
+	struct lb_target	 next;
+	char			 cbuf[64], tbuf[64], nbuf[64];
+
+	pp->stats.connect_failures++;
+	/* A full set would stop steering; start over from this failure. */
+	if (ua->ua_tried.n == LB_MAX_TRIES)
+		ua->ua_tried.n = 0;
+	lb_tried_add(&ua->ua_tried, &ua->ua_target);
+	udp_peer_ip(&ua->ua_peer, &client);
+	if (lb_pick(pp->lb, &client, &ua->ua_tried, now_ms, &next) == -1) {
+		udp_assoc_close(ua, "endpoint refused, no endpoint left");
+		return -1;
+	}
+	if (log_verbosity() >= 3)
+		log_v(3, "%s: client %s: endpoint %s refused, moving to %s",
+		    pp->key, udp_peer_str(&ua->ua_peer, cbuf, sizeof(cbuf)),
+		    lb_target_str(&ua->ua_target, tbuf, sizeof(tbuf)),
+		    lb_target_str(&next, nbuf, sizeof(nbuf)));
+	ua->ua_target = next;
+	if (udp_assoc_connect(ua) == -1) {
+		udp_assoc_close(ua, "cannot connect to the next endpoint");
+		return -1;
+	}
+	return 0;
+}
+
+/* Send one client datagram to ua's endpoint; counts what it drops. */
+static void
+udp_assoc_forward(struct udp_assoc *ua, const void *buf, size_t len,
+    long long now_ms)
+{
+	struct udp_port	*up = ua->ua_port;
+	struct pport	*pp = up->up_pp;
+	int		 tries;
+
+	for (tries = 0; tries < 2; tries++) {
+		if (send(ua->ua_fd, buf, len, 0) == (ssize_t)len) {
+			pp->stats.bytes_in += len;
+			udp_assoc_touch(ua, true, now_ms);
+			return;
+		}
+		if (errno == EINTR)
+			continue;
+		/* An earlier datagram was refused; this one was not sent. */
+		if (errno == ECONNREFUSED && tries == 0) {
+			if (udp_assoc_refused(ua, now_ms) == -1)
+				break;
+			continue;
+		}
+		if (errno != EAGAIN && errno != ENOBUFS &&
+		    log_ratelimit_ok(&up->up_rl_io, UDP_LOG_INTERVAL_MS))
+			log_warn("%s: sending a datagram to an endpoint",
+			    pp->key);
+		break;
+	}
+	pp->stats.udp_dropped++;
+}
+
+/* Send n replies prepared in udp_batch->out to ua's client. */
+static void
+udp_port_send_replies(struct udp_port *up, struct udp_assoc *ua,
+    unsigned int n)
+{
+	struct pport	*pp = up->up_pp;
+	struct mmsghdr	*out = udp_batch->out;
+	unsigned int	 done = 0, i;
+	int		 sent;
+
+	while (done < n) {
+		sent = sendmmsg(up->up_fd, out + done, n - done, MSG_DONTWAIT);
+		if (sent > 0) {
+			for (i = done; i < done + (unsigned int)sent; i++)
+				pp->stats.bytes_out += out[i].msg_len;
+			done += (unsigned int)sent;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EINVAL && ua->ua_cmsglen != 0) {
+			/* The client's address is gone; let routing pick. */
+			ua->ua_cmsglen = 0;
+			for (i = done; i < n; i++) {
+				out[i].msg_hdr.msg_control = NULL;
+				out[i].msg_hdr.msg_controllen = 0;
+			}
+			continue;
+		}
+		if (errno == EAGAIN || errno == ENOBUFS) {
+			/* UDP does not queue: what does not fit is lost. */
+			pp->stats.udp_dropped += n - done;
+			return;
+		}
+		if (log_ratelimit_ok(&up->up_rl_io, UDP_LOG_INTERVAL_MS))
+			log_warn("%s: sending a reply to a client", pp->key);
+		pp->stats.udp_dropped++;
+		done++;
+	}
+}
+
+/* Point the batch's receive headers at the buffers; names and cmsgs too. */
+static void
+udp_batch_prepare(bool want_peer)
+{
+	struct udp_batch	*b = udp_batch;
+	struct msghdr		*h;
+	size_t			 i;
+
+	for (i = 0; i < UDP_BATCH; i++) {
+		h = &b->in[i].msg_hdr;
+		memset(h, 0, sizeof(*h));
+		b->in_iov[i].iov_base = b->buf + i * UDP_BUF_SIZE;
+		b->in_iov[i].iov_len = udp_max_datagram;
+		h->msg_iov = &b->in_iov[i];
+		h->msg_iovlen = 1;
+		if (want_peer) {
+			h->msg_name = &b->in_peer[i];
+			h->msg_namelen = sizeof(b->in_peer[i]);
+			h->msg_control = b->in_cmsg[i].buf;
+			h->msg_controllen = sizeof(b->in_cmsg[i].buf);
+		}
+	}
+}
+
+/* Replies from ua's endpoint: relay them to the client. */
+static void
+udp_assoc_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct udp_assoc	*ua = arg;
+	struct udp_port		*up = ua->ua_port;
+	struct pport		*pp = up->up_pp;
+	struct udp_batch	*b = udp_batch;
+	struct msghdr		*h;
+	unsigned int		 n_out, i, round;
+	int			 n;
+	long long		 now_ms = udp_now_ms();
+
+	(void)what;
+	for (round = 0; round < UDP_BATCHES_PER_EVENT; round++) {
+		udp_batch_prepare(false);
+		n = recvmmsg(fd, b->in, UDP_BATCH, MSG_DONTWAIT, NULL);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == ECONNREFUSED)
+				(void)udp_assoc_refused(ua, now_ms);
+			else if (errno != EAGAIN && log_ratelimit_ok(
+			    &up->up_rl_io, UDP_LOG_INTERVAL_MS))
+				log_warn("%s: reading from an endpoint",
+				    pp->key);
+			/* ua may be gone now. */
+			return;
+		}
+		n_out = 0;
+		for (i = 0; i < (unsigned int)n; i++) {
+			if (b->in[i].msg_hdr.msg_flags & MSG_TRUNC) {
+				pp->stats.udp_dropped++;
+				continue;
+			}
+			h = &b->out[n_out].msg_hdr;
+			memset(h, 0, sizeof(*h));
+			b->out_iov[n_out].iov_base = b->in_iov[i].iov_base;
+			b->out_iov[n_out].iov_len = b->in[i].msg_len;
+			h->msg_iov = &b->out_iov[n_out];
+			h->msg_iovlen = 1;
+			h->msg_name = &ua->ua_peer;
+			h->msg_namelen = ua->ua_peerlen;
+			if (ua->ua_cmsglen != 0) {
+				h->msg_control = ua->ua_cmsg.buf;
+				h->msg_controllen = ua->ua_cmsglen;
+			}
+			n_out++;
+		}
+		if (n_out > 0) {
+			udp_port_send_replies(up, ua, n_out);
+			/* The endpoint answers: forget earlier refusals. */
+			ua->ua_tried.n = 0;
+			udp_assoc_touch(ua, false, now_ms);
+		}
+		if (n < UDP_BATCH)
+			return;
+	}
+}
+
+/* One datagram from a client: to its association, opened if need be. */
+static void
+udp_port_forward(struct udp_port *up, struct mmsghdr *m, long long now_ms)
+{
+	struct udp_assoc	 key, *ua;
+	struct msghdr		*h = &m->msg_hdr;
+
+	if (h->msg_flags & MSG_TRUNC) {
+		up->up_pp->stats.udp_dropped++;
+		return;
+	}
+	memset(&key.ua_peer, 0, sizeof(key.ua_peer));
+	if (h->msg_namelen <= sizeof(key.ua_peer))
+		memcpy(&key.ua_peer, h->msg_name, h->msg_namelen);
+	if (key.ua_peer.ss_family != AF_INET &&
+	    key.ua_peer.ss_family != AF_INET6) {
+		up->up_pp->stats.udp_dropped++;
+		return;
+	}
+	ua = RB_FIND(udp_assoc_tree, &up->up_assocs, &key);
+	if (ua == NULL && (ua = udp_assoc_open(up, &key.ua_peer,
+	    h->msg_namelen, h, now_ms)) == NULL)
+		return;
+	udp_assoc_forward(ua, h->msg_iov[0].iov_base, m->msg_len, now_ms);
+}
+
+/* Datagrams from clients on the service socket. */
+static void
+udp_port_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct udp_port	*up = arg;
+	unsigned int	 i, round;
+	int		 n;
+	long long	 now_ms;
+
+	(void)what;
+	for (round = 0; round < UDP_BATCHES_PER_EVENT; round++) {
+		udp_batch_prepare(true);
+		n = recvmmsg(fd, udp_batch->in, UDP_BATCH, MSG_DONTWAIT, NULL);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && log_ratelimit_ok(&up->up_rl_io,
+			    UDP_LOG_INTERVAL_MS))
+				log_warn("%s: reading from the service socket",
+				    up->up_pp->key);
+			return;
+		}
+		now_ms = udp_now_ms();
+		for (i = 0; i < (unsigned int)n; i++)
+			udp_port_forward(up, &udp_batch->in[i], now_ms);
+		if (n < UDP_BATCH)
+			return;
+	}
+}
+
+/* Expire what is due at the heads of both lists; arm for the next. */
+static void
+udp_port_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct udp_port		*up = arg;
+	struct udp_assoc	*ua, *w, *a;
+	long long		 now_ms = udp_now_ms();
+
+	(void)fd;
+	(void)what;
+	up->up_timer_due_ms = 0;
+	while ((ua = TAILQ_FIRST(&up->up_waiting)) != NULL &&
+	    udp_assoc_deadline(ua) <= now_ms)
+		udp_assoc_close(ua, "no reply");
+	while ((ua = TAILQ_FIRST(&up->up_answered)) != NULL &&
+	    udp_assoc_deadline(ua) <= now_ms)
+		udp_assoc_close(ua, "idle");
+	w = TAILQ_FIRST(&up->up_waiting);
+	a = TAILQ_FIRST(&up->up_answered);
+	if (w != NULL)
+		udp_port_arm(up, udp_assoc_deadline(w), now_ms);
+	if (a != NULL)
+		udp_port_arm(up, udp_assoc_deadline(a), now_ms);
+}
+
+static int
+udp_batch_take(void)
+{
+	if (udp_batch == NULL) {
+		if ((udp_batch = calloc(1, sizeof(*udp_batch))) == NULL)
+			return -1;
+		if ((udp_batch->buf = malloc((size_t)UDP_BATCH *
+		    UDP_BUF_SIZE)) == NULL) {
+			free(udp_batch);
+			udp_batch = NULL;
+			return -1;
+		}
+	}
+	udp_batch_users++;
+	return 0;
+}
+
+static void
+udp_batch_release(void)
+{
+	if (--udp_batch_users > 0)
+		return;
+	free(udp_batch->buf);
+	free(udp_batch);
+	udp_batch = NULL;
+}
+
+/*
+ * Serve the UDP socket fd for pp (see udp_relay.h).  The socket is asked
+ * for packet info so that replies leave from the address each client used.
+ * Returns the port, or NULL with err and fd closed.
+ */
+struct udp_port *
+udp_port_new(struct pport *pp, int fd, char *err, size_t errlen)
+{
+	struct udp_port		*up;
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen = sizeof(ss);
+	int			 one = 1;
+
+	if ((up = calloc(1, sizeof(*up))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		close(fd);
+		return NULL;
+	}
+	up->up_pp = pp;
+	up->up_fd = fd;
+	RB_INIT(&up->up_assocs);
+	TAILQ_INIT(&up->up_waiting);
+	TAILQ_INIT(&up->up_answered);
+	if (udp_batch_take() == -1) {
+		snprintf(err, errlen, "out of memory for UDP buffers");
+		free(up);
+		close(fd);
+		return NULL;
+	}
+	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) == -1) {
+		snprintf(err, errlen, "getsockname: %s", strerror(errno));
+		goto fail;
+	}
+	/* Without packet info replies still work, from routing's choice. */
+	if (ss.ss_family == AF_INET)
+		(void)setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+	else
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one,
+		    sizeof(one));
+	up->up_ev = event_new(pp->env->base, fd, EV_READ | EV_PERSIST,
+	    udp_port_readable, up);
+	up->up_timer = evtimer_new(pp->env->base, udp_port_timer, up);
+	if (up->up_ev == NULL || up->up_timer == NULL ||
+	    event_add(up->up_ev, NULL) == -1) {
+		snprintf(err, errlen, "cannot create events");
+		goto fail;
+	}
+	return up;
+
+fail:
+	udp_port_free(up);
+	return NULL;
+}
+
+/*
+ * Whether the balancer could still pick target: present in the port's
+ * endpoints and usable by lb_update()'s rule (ready, or when none is ready,
+ * serving and terminating).  The endpoints are sorted by svc_endpoint_cmp().
+ */
+static bool
+udp_target_kept(const struct svc_port *port, bool any_ready,
+    const struct lb_target *t)
+{
+	struct endpoint		 key;
+	const struct endpoint	*ep;
+	size_t			 lo = 0, hi = port->n_endpoints, mid;
+	int			 c;
+
+	memset(&key, 0, sizeof(key));
+	key.ip = t->ip;
+	key.port = t->port;
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		ep = &port->endpoints[mid];
+		if ((c = svc_endpoint_cmp(ep, &key)) == 0) {
+			if (any_ready)
+				return svc_endpoint_usable(ep);
+			return (ep->flags & (EP_F_SERVING |
+			    EP_F_TERMINATING)) == (EP_F_SERVING |
+			    EP_F_TERMINATING);
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+/*
+ * Drop the associations whose endpoint left (see udp_relay.h).  An
+ * association to an endpoint that stays keeps its socket and its timers.
+ */
+void
+udp_port_endpoints_changed(struct udp_port *up)
+{
+	struct pport		*pp = up->up_pp;
+	const struct svc_port	*port = pp->port;
+	struct udp_assoc	*ua, *next;
+	bool			 any_ready = false, drop_all;
+	size_t			 i;
+
+	drop_all = pp->removed || port == NULL || lb_n_endpoints(pp->lb) == 0;
+	for (i = 0; !drop_all && i < port->n_endpoints; i++)
+		if (svc_endpoint_usable(&port->endpoints[i]))
+			any_ready = true;
+	RB_FOREACH_SAFE(ua, udp_assoc_tree, &up->up_assocs, next)
+		if (drop_all || !udp_target_kept(port, any_ready,
+		    &ua->ua_target))
+			udp_assoc_close(ua, "endpoint left");
+}
+
+/*
+ * Close every association, the service socket and the timer; copes with
+ * a half-built port.  NULL is fine.
+ */
+void
+udp_port_free(struct udp_port *up)
+{
+	struct udp_assoc *ua;
+
+	if (up == NULL)
+		return;
+	while ((ua = RB_ROOT(&up->up_assocs)) != NULL)
+		udp_assoc_close(ua, "service port closed");
+	if (up->up_ev != NULL)
+		event_free(up->up_ev);
+	if (up->up_timer != NULL)
+		event_free(up->up_timer);
+	if (up->up_fd != -1) {
+		close(up->up_fd);
+		listener_fd_released();
+	}
+	udp_batch_release();
+	free(up);
+}
+
+/* Associations open now over every UDP service port. */
+size_t
+udp_relay_associations(void)
+{
+	return udp_n_assocs;
+}
+
+/*
+ * Relay at most len bytes per datagram; 0 restores the default.  For
+ * tests: lets a datagram smaller than IP's limit provoke truncation.
+ */
+void
+udp_relay_set_max_datagram(size_t len)
+{
+	if (len == 0 || len > UDP_RELAY_MAX_DATAGRAM)
+		len = UDP_RELAY_MAX_DATAGRAM;
+	udp_max_datagram = len;
+}
