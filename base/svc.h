@@ -172,7 +172,7 @@ struct svc	*svctab_find(const struct svctab *, const char *ns, const char *name)
  * endpoints yet) and of nothing else; slices stay the caller's.  When `prev` is
  * given, a service equal to the one in `prev` is replaced by a reference to the
  * old object, so unchanged services keep their identity.  Duplicated
- * namespace/name: the later one wins and a warning is written to err.
+ * namespace/name: the later one wins, with a warning in the log.
  * Returns a table with one reference, or NULL on allocation failure.
  */
 struct svctab	*svctab_build(struct svc **svcs, size_t n_svcs,

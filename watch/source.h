@@ -29,8 +29,30 @@ typedef void (*source_publish_cb)(struct svctab *tab, void *arg);
 struct source_file;
 struct source_file *source_file_new(struct event_base *base, const char *path,
 			source_publish_cb cb, void *arg, char *err, size_t errlen);
-/* Re-read now (SIGHUP).  Returns 0 when a table was published, -1 if not. */
+/*
+ * Re-read now (SIGHUP).  Returns 0 when the file was accepted (a new table
+ * published, or the same table as before), -1 when it was rejected.
+ */
 int		 source_file_reload(struct source_file *);
 void		 source_file_free(struct source_file *);
+
+/*
+ * The Kubernetes API: list and watch Services (core/v1) and EndpointSlices
+ * (discovery.k8s.io/v1) the way kube-proxy's informers do, over libcurl's
+ * multi interface on the given event base.  Credentials come from creds
+ * (taken over).  The first table is published only when both lists are in;
+ * later tables no faster than conf->min_sync_period_ms.  While the server is
+ * unreachable nothing is published: the last table stays in force.
+ */
+struct conf;
+struct kube_creds;
+struct source_api;
+struct source_api *source_api_new(struct event_base *base,
+			const struct conf *conf, struct kube_creds *creds,
+			source_publish_cb cb, void *arg, char *err, size_t errlen);
+void		 source_api_free(struct source_api *);
+
+/* For health and status: whether both lists have been received once. */
+int		 source_api_synced(const struct source_api *);
 
 #endif
