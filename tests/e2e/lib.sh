@@ -1,0 +1,408 @@
+# SPDX-License-Identifier: Apache-2.0
+#
+# The e2e harness, sourced by every tests/e2e/*.sh script (and by
+# tests/demo.sh).  It owns the life cycle of a test: a temp dir, the network
+# namespaces the test makes (named kpt-PID-*, so parallel tests never
+# collide), the processes it starts inside them, and one EXIT trap that
+# dumps the logs on failure and then removes all of it.  Nothing here
+# touches the host's own namespace: kuproxy, backends and clients all run
+# inside namespaces the test created.
+#
+# Exit statuses (automake's): 0 pass, 1 fail, 77 skip (not root, no
+# `ip netns`), 99 harness error (a tool is missing, a backend would not
+# start).  POSIX sh: the tests run under /bin/sh.
+#
+# Environment: KUPROXY_BIN (the binary under test), KUPROXY_SRCDIR (the
+# source tree), KPT_RELAY_MODES (default "splice copy"), KPT_KEEP=1 keeps
+# the temp dir, KPT_PYTHON (default /usr/bin/python3).
+#
+# A test: e2e_init; e2e_netns node (or e2e_topology); backend_start ...;
+# write $T/services.yaml; then for each mode in $KPT_RELAY_MODES:
+# kuproxy_start, kuproxy_port, client ..., assertions (fail/ok),
+# kuproxy_stop.  The building blocks:
+#   e2e_netns, e2e_topology      namespaces; the pod/node/outside network
+#   e2e_bg, e2e_wait_listen      background processes; waiting for a port
+#   backend_start, nginx_start   backends that answer with their name
+#   client                       tcpkit.py client, bounded in time
+#   kuproxy_start/_port/_stop    kuproxy and its "listening on proxy port" log
+#   kuproxy_mark/_log_since/_wait_log   what kuproxy logged after a point
+#   replace_file                 write a file as editors do (rename over)
+#   count, distinct, now_ms      reading client output; time
+# Helpers keep their scratch variables in _-prefixed globals (POSIX sh has
+# no local).
+
+KPT_TAG="kpt-$$"
+E2E_NETNS=""
+E2E_PIDS=""
+T=""
+
+e2e_skip() {
+	echo "SKIP: $*"
+	exit 77
+}
+
+e2e_error() {
+	echo "HARNESS ERROR: $*" >&2
+	exit 99
+}
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+ok() {
+	echo "ok: $*"
+}
+
+now_ms() {
+	echo $(($(date +%s%N) / 1000000))
+}
+
+# nsx NS COMMAND...: run a command inside a namespace.
+nsx() {
+	ip netns exec "$@"
+}
+
+# Check the preconditions, make the temp dir and install the EXIT trap.
+# Every test calls this first.
+e2e_init() {
+	[ "$(id -u)" = 0 ] || e2e_skip "needs root (network namespaces)"
+	command -v ip >/dev/null 2>&1 || e2e_skip "no ip(8) (iproute2)"
+	: "${KUPROXY_SRCDIR:=$(cd "$(dirname "$0")/../.." && pwd)}"
+	: "${KUPROXY_BIN:=$(pwd)/kuproxy}"
+	: "${KPT_RELAY_MODES:=splice copy}"
+	if [ -z "${KPT_PYTHON:-}" ]; then
+		KPT_PYTHON=/usr/bin/python3
+		[ -x "$KPT_PYTHON" ] || KPT_PYTHON=$(command -v python3 || echo python3)
+	fi
+	for _tool in "$KPT_PYTHON" timeout ss socat date sha256sum; do
+		command -v "$_tool" >/dev/null 2>&1 ||
+		    e2e_error "missing $_tool (packaging/install-deps installs it)"
+	done
+	TCPKIT="$KUPROXY_SRCDIR/tests/e2e/tcpkit.py"
+	[ -r "$TCPKIT" ] || e2e_error "no $TCPKIT"
+
+	T=$(mktemp -d "${TMPDIR:-/tmp}/$KPT_TAG.XXXXXX") ||
+	    e2e_error "cannot make a temp dir"
+	trap e2e_cleanup EXIT
+	trap 'exit 129' HUP
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	# A reader that goes away (| head) must not kill us before cleanup.
+	trap 'exit 141' PIPE
+
+	# ip netns needs a writable /run/netns and CAP_SYS_ADMIN; a container
+	# may give us root without either.
+	if ! ip netns add "$KPT_TAG-probe" >/dev/null 2>&1; then
+		e2e_skip "ip netns is not available here"
+	fi
+	ip netns del "$KPT_TAG-probe"
+}
+
+# The EXIT trap: stop every process we started (by pid, and whatever still
+# runs in our namespaces), delete the namespaces, dump the logs if the test
+# did not pass, delete the temp dir, and keep the exit status.  Signals are
+# ignored meanwhile, so that a reader that went away (| head) or a second ^C
+# cannot leave namespaces behind.
+e2e_cleanup() {
+	_rc=$?
+	trap - EXIT
+	trap '' HUP INT TERM PIPE
+	_victims=$E2E_PIDS
+	for _ns in $E2E_NETNS; do
+		_victims="$_victims $(ip netns pids "$_ns" 2>/dev/null)"
+	done
+	for _pid in $_victims; do
+		kill -TERM "$_pid" 2>/dev/null
+	done
+	_deadline=$(($(now_ms) + 3000))
+	for _pid in $_victims; do
+		while kill -0 "$_pid" 2>/dev/null &&
+		    [ "$(now_ms)" -lt "$_deadline" ]; do
+			sleep 0.05
+		done
+		kill -KILL "$_pid" 2>/dev/null
+	done
+	for _ns in $E2E_NETNS; do
+		ip netns del "$_ns" 2>/dev/null
+	done
+	if [ "$_rc" != 0 ] && [ "$_rc" != 77 ] && [ -n "$T" ]; then
+		e2e_dump_logs 2>/dev/null
+	fi
+	if [ -n "$T" ] && [ "${KPT_KEEP:-0}" = 1 ]; then
+		echo "kept $T" 2>/dev/null
+	elif [ -n "$T" ]; then
+		rm -rf "$T"
+	fi
+	exit "$_rc"
+}
+
+e2e_dump_logs() {
+	for _log in "$T"/kuproxy*.log; do
+		[ -f "$_log" ] || continue
+		echo "---- $(basename "$_log") (last 200 lines)"
+		tail -n 200 "$_log"
+	done
+	for _log in "$T"/*.log; do
+		case $(basename "$_log") in
+		kuproxy*) continue ;;
+		esac
+		[ -f "$_log" ] || continue
+		echo "---- $(basename "$_log") (last 20 lines)"
+		tail -n 20 "$_log"
+	done
+	for _f in "$T"/*.yaml; do
+		[ -f "$_f" ] || continue
+		echo "---- $(basename "$_f")"
+		cat "$_f"
+	done
+	echo "----"
+}
+
+# e2e_netns NAME: make namespace kpt-PID-NAME with lo up (idempotent) and
+# set NS_<NAME> to its name, e.g. NS_NODE.
+e2e_netns() {
+	_name="$KPT_TAG-$1"
+	_var="NS_$(echo "$1" | tr '[:lower:]' '[:upper:]')"
+	eval "$_var=\$_name"
+	case " $E2E_NETNS " in
+	*" $_name "*) return 0 ;;
+	esac
+	ip netns add "$_name" || e2e_error "ip netns add $_name failed"
+	E2E_NETNS="$E2E_NETNS $_name"
+	nsx "$_name" ip link set lo up || e2e_error "lo up in $_name failed"
+}
+
+# e2e_bg NAME NS COMMAND...: start COMMAND in the background inside NS with
+# its output in $T/NAME.log; its pid is in LAST_PID.
+e2e_bg() {
+	_logname=$1
+	_ns=$2
+	shift 2
+	ip netns exec "$_ns" "$@" >"$T/$_logname.log" 2>&1 &
+	LAST_PID=$!
+	E2E_PIDS="$E2E_PIDS $LAST_PID"
+}
+
+# e2e_wait_listen NS ADDR:PORT [SECONDS]: wait until something listens on
+# ADDR:PORT (TCP) in NS.  Returns 1 on timeout.
+e2e_wait_listen() {
+	_deadline=$(($(now_ms) + ${3:-5} * 1000))
+	while [ "$(now_ms)" -lt "$_deadline" ]; do
+		if nsx "$1" ss -Hltn | awk '{ print $4 }' | grep -qxF "$2"; then
+			return 0
+		fi
+		sleep 0.05
+	done
+	return 1
+}
+
+# backend_start NS NAME ADDR:PORT [MODE]: a tcpkit.py backend that answers
+# as NAME (modes: hello, after-eof, greet, echo; see tcpkit.py).
+backend_start() {
+	e2e_bg "backend-$2" "$1" "$KPT_PYTHON" "$TCPKIT" serve \
+	    --listen "$3" --name "$2" --mode "${4:-hello}"
+	e2e_wait_listen "$1" "$3" 10 ||
+	    e2e_error "backend $2 did not listen on $3 (see backend-$2.log)"
+}
+
+# nginx_start NS NAME ADDR:PORT...: an nginx-light instance that answers
+# every HTTP request with "NAME (ADDR:PORT)".  Single process, everything
+# (pid, logs, temp files) under $T/nginx-NAME.
+nginx_start() {
+	_ns=$1
+	_name=$2
+	shift 2
+	_dir="$T/nginx-$_name"
+	mkdir -p "$_dir/tmp"
+	{
+		echo "daemon off; master_process off; worker_processes 1;"
+		echo "pid $_dir/nginx.pid; error_log $_dir/error.log;"
+		echo "events { worker_connections 256; }"
+		echo "http {"
+		echo "  access_log off; client_body_temp_path $_dir/tmp;"
+		echo "  proxy_temp_path $_dir/tmp; fastcgi_temp_path $_dir/tmp;"
+		echo "  uwsgi_temp_path $_dir/tmp; scgi_temp_path $_dir/tmp;"
+		echo "  server {"
+		for _l in "$@"; do
+			echo "    listen $_l;"
+		done
+		echo "    default_type text/plain;"
+		echo "    location / {"
+		echo "      return 200 \"$_name (\$server_addr:\$server_port)\\n\";"
+		echo "    }"
+		echo "  }"
+		echo "}"
+	} >"$_dir/nginx.conf"
+	command -v nginx >/dev/null 2>&1 ||
+	    e2e_error "missing nginx (packaging/install-deps installs it)"
+	e2e_bg "nginx-$_name" "$_ns" nginx -p "$_dir" -e "$_dir/error.log" \
+	    -c "$_dir/nginx.conf"
+	for _l in "$@"; do
+		e2e_wait_listen "$_ns" "$_l" 10 ||
+		    e2e_error "nginx $_name did not listen on $_l:" \
+		    "$(cat "$_dir/error.log" 2>/dev/null)"
+	done
+}
+
+# client NS ARGS...: run a tcpkit.py client in NS (see tcpkit.py), bounded
+# by KPT_CLIENT_TIMEOUT seconds (default 30).
+client() {
+	_ns=$1
+	shift
+	timeout "${KPT_CLIENT_TIMEOUT:-30}" ip netns exec "$_ns" \
+	    "$KPT_PYTHON" "$TCPKIT" client "$@"
+}
+
+# ----------------------------------------------------------------- kuproxy
+
+# kuproxy_start NS SERVICES_FILE MODE [EXTRA FLAGS...]: run kuproxy in the
+# foreground inside NS with --relay-mode MODE and --iptables-backend
+# $KP_IPTABLES_BACKEND (default none: no rules, clients use the proxy
+# ports).  Sets KP_PID and KP_LOG and resets the log mark.
+kuproxy_start() {
+	_ns=$1
+	_file=$2
+	_mode=$3
+	shift 3
+	[ -x "$KUPROXY_BIN" ] || e2e_error "KUPROXY_BIN=$KUPROXY_BIN is not executable"
+	_n=1
+	while [ -e "$T/kuproxy-$_mode-$_n.log" ]; do
+		_n=$((_n + 1))
+	done
+	e2e_bg "kuproxy-$_mode-$_n" "$_ns" "$KUPROXY_BIN" \
+	    --services-file "$_file" \
+	    --iptables-backend "${KP_IPTABLES_BACKEND:-none}" \
+	    --proxy-port-range 20000-20099 --relay-mode "$_mode" -v 2 "$@"
+	KP_PID=$LAST_PID
+	KP_LOG="$T/kuproxy-$_mode-$_n.log"
+	KP_MARK=0
+}
+
+kuproxy_alive() {
+	kill -0 "$KP_PID" 2>/dev/null
+}
+
+# Remember the end of the log: kuproxy_log_since and kuproxy_wait_log look
+# only at what comes after it.
+kuproxy_mark() {
+	KP_MARK=$(wc -l <"$KP_LOG")
+}
+
+kuproxy_log_since() {
+	tail -n "+$((KP_MARK + 1))" "$KP_LOG"
+}
+
+# kuproxy_wait_log ERE [SECONDS]: wait for a log line after the mark that
+# matches ERE.  Returns 1 on timeout; fails the test if kuproxy died.
+kuproxy_wait_log() {
+	_deadline=$(($(now_ms) + ${2:-5} * 1000))
+	while [ "$(now_ms)" -lt "$_deadline" ]; do
+		kuproxy_log_since | grep -qE -- "$1" && return 0
+		kuproxy_alive || fail "kuproxy exited (waiting for /$1/)"
+		sleep 0.02
+	done
+	return 1
+}
+
+# kuproxy_port VAR KEY [SECONDS]: wait until kuproxy logs
+# "KEY: listening on proxy port N" and set VAR to N (the latest such line).
+kuproxy_port() {
+	_deadline=$(($(now_ms) + ${3:-10} * 1000))
+	while :; do
+		_port=$(grep -F "$2: listening on proxy port " "$KP_LOG" |
+		    tail -n 1 | sed 's/.*listening on proxy port \([0-9]*\).*/\1/')
+		if [ -n "$_port" ]; then
+			eval "$1=\$_port"
+			return 0
+		fi
+		kuproxy_alive || fail "kuproxy exited before listening for $2"
+		[ "$(now_ms)" -lt "$_deadline" ] ||
+		    fail "kuproxy did not listen for $2 within ${3:-10} s"
+		sleep 0.02
+	done
+}
+
+# Stop kuproxy with SIGTERM; it must exit with status 0 within 10 s.
+kuproxy_stop() {
+	kill -TERM "$KP_PID" 2>/dev/null || fail "kuproxy was not running"
+	_deadline=$(($(now_ms) + 10000))
+	while kuproxy_alive; do
+		if [ "$(now_ms)" -ge "$_deadline" ]; then
+			kill -KILL "$KP_PID"
+			fail "kuproxy did not exit within 10 s of SIGTERM"
+		fi
+		sleep 0.02
+	done
+	wait "$KP_PID"
+	_st=$?
+	[ "$_st" = 0 ] || fail "kuproxy exited with status $_st after SIGTERM"
+}
+
+# Replace a file the way editors and kubectl redirections into a temp file
+# do: write a sibling, then rename(2) over the original.
+replace_file() {
+	cat >"$1.new.$$" && mv -f "$1.new.$$" "$1"
+}
+
+# ---------------------------------------------------------------- counting
+
+# count WORD FILE: how many lines of FILE have WORD as their second field
+# (tcpkit.py client output is "SRC RESULT").
+count() {
+	awk -v w="$1" '$2 == w { n++ } END { print n + 0 }' "$2"
+}
+
+# The distinct results in a client output, sorted, space-separated.
+distinct() {
+	awk '{ print $2 }' "$1" | sort -u | tr '\n' ' ' | sed 's/ $//'
+}
+
+# ----------------------------------------------------------------- network
+
+# e2e_topology: the network the portal tests and the demo use.
+#
+#   pod1 10.244.1.11 --+
+#   pod2 10.244.1.12 --+-- br0 10.244.1.1 [node] vout 192.168.77.1 -- 192.168.77.2 outside
+#   pod3 10.244.1.13 --+
+#
+# Pods and outside route through the node, which forwards (ip_forward is
+# set inside the node namespace only); no NAT.  Sets NS_NODE, NS_POD1..3,
+# NS_OUT, POD1_IP..POD3_IP, POD_GW_IP, NODE_IP, OUT_IP.
+e2e_topology() {
+	POD_GW_IP=10.244.1.1
+	NODE_IP=192.168.77.1
+	OUT_IP=192.168.77.2
+	e2e_netns node
+	e2e_netns out
+	{
+		nsx "$NS_NODE" ip link add br0 type bridge forward_delay 0 &&
+		nsx "$NS_NODE" ip addr add "$POD_GW_IP/24" dev br0 &&
+		nsx "$NS_NODE" ip link set br0 up
+	} || e2e_error "bridge in $NS_NODE"
+	for _i in 1 2 3; do
+		e2e_netns "pod$_i"
+		eval "_pod=\$NS_POD$_i"
+		eval "POD${_i}_IP=10.244.1.1$_i"
+		{
+			ip -n "$NS_NODE" link add "vpod$_i" type veth \
+			    peer name eth0 netns "$_pod" &&
+			ip -n "$NS_NODE" link set "vpod$_i" master br0 up &&
+			ip -n "$_pod" addr add "10.244.1.1$_i/24" dev eth0 &&
+			ip -n "$_pod" link set eth0 up &&
+			ip -n "$_pod" route add default via "$POD_GW_IP"
+		} || e2e_error "veth for pod$_i"
+	done
+	{
+		ip -n "$NS_NODE" link add vout type veth peer name eth0 \
+		    netns "$NS_OUT" &&
+		ip -n "$NS_NODE" addr add "$NODE_IP/24" dev vout &&
+		ip -n "$NS_NODE" link set vout up &&
+		ip -n "$NS_OUT" addr add "$OUT_IP/24" dev eth0 &&
+		ip -n "$NS_OUT" link set eth0 up &&
+		ip -n "$NS_OUT" route add default via "$NODE_IP"
+	} || e2e_error "veth for outside"
+	nsx "$NS_NODE" sysctl -qw net.ipv4.ip_forward=1 ||
+	    e2e_error "ip_forward in $NS_NODE"
+}
