@@ -5,9 +5,12 @@
  * main() wires the pieces on one libevent loop: flags and config file
  * (conf/) → a source of service tables (watch/) → the proxier (proxy/),
  * which opens listeners, balances, relays and writes the portal rules.
- * Signals: SIGHUP re-reads the service file; SIGTERM/SIGINT stop
- * accepting, remove the rules, let open connections finish for the grace
- * period, then exit 0; a second SIGTERM/SIGINT exits at once.
+ * Around them: the health and metrics servers (admin.c), the status
+ * socket (status.c) and systemd's readiness protocol (sdnotify.c).
+ * Signals: SIGHUP re-reads the configuration and the service file without
+ * dropping connections; SIGTERM/SIGINT stop accepting, remove the rules,
+ * let open connections finish for the grace period, then exit 0; a second
+ * SIGTERM/SIGINT exits at once.
  */
 #include "config.h"
 
@@ -20,24 +23,36 @@
 
 #include <event2/event.h>
 
+#include "base/admin.h"
 #include "base/log.h"
+#include "base/sdnotify.h"
+#include "base/status.h"
 #include "base/svc.h"
 #include "conf/conf.h"
 #include "proxy/portal.h"
 #include "proxy/proxier.h"
 #include "proxy/tcp_relay.h"
+#include "watch/kube_http.h"
+#include "watch/kubeconfig.h"
 #include "watch/source.h"
 
 #define DRAIN_POLL_MS	100
 
 struct daemon {
+	int			 argc;
+	char			**argv;
 	struct conf		 conf;
 	struct event_base	*base;
 	struct proxier		*proxier;
 	struct source_file	*source;
+	struct source_api	*api;
+	struct admin		*admin;
+	struct admin_counters	 counters;
+	struct status_server	*status;
 	struct event		*ev_hup, *ev_term, *ev_int, *drain_timer;
 	long long		 drain_left_ms;
 	bool			 stopping;
+	bool			 ready;		/* told systemd */
 };
 
 /*
@@ -65,20 +80,87 @@ raise_nofile_limit(void)
 static void
 daemon_publish(struct svctab *tab, void *arg)
 {
-	struct daemon *d = arg;
+	struct daemon		*d = arg;
+	struct svctab_stats	 st;
 
+	svctab_stats(tab, &st);
 	proxier_apply(d->proxier, tab);
+	sd_notifyf("%sSTATUS=serving %zu service ports, %zu endpoints",
+	    d->ready ? "" : "READY=1\n", st.n_ports, st.n_endpoints);
+	d->ready = true;
+}
+
+/*
+ * Settings a running daemon can take from a reloaded configuration; the
+ * others (addresses, ports, backend, sources) need a restart.
+ */
+static void
+daemon_take_conf(struct daemon *d, struct conf *n)
+{
+	struct conf	*c = &d->conf;
+	bool		 rules = false;
+
+	if (strcmp(n->bind_address, c->bind_address) != 0 ||
+	    n->port_range_begin != c->port_range_begin ||
+	    n->port_range_end != c->port_range_end ||
+	    n->iptables_backend != c->iptables_backend ||
+	    n->relay_mode != c->relay_mode)
+		log_warnx("SIGHUP: bind address, proxy port range, iptables "
+		    "backend and relay mode take effect at the next restart");
+	c->verbosity = n->verbosity;
+	c->logging_format = n->logging_format;
+	log_init(c->verbosity, c->logging_format);
+	c->udp_timeout_ms = n->udp_timeout_ms;
+	c->udp_max_assoc_per_port = n->udp_max_assoc_per_port;
+	c->udp_max_assoc_total = n->udp_max_assoc_total;
+	c->tcp_idle_timeout_ms = n->tcp_idle_timeout_ms;
+	c->sync_period_ms = n->sync_period_ms;
+	c->min_sync_period_ms = n->min_sync_period_ms;
+	c->shutdown_grace_ms = n->shutdown_grace_ms;
+	if (n->n_nodeport_cidrs != c->n_nodeport_cidrs ||
+	    memcmp(n->nodeport_cidrs, c->nodeport_cidrs,
+	    sizeof(c->nodeport_cidrs)) != 0 ||
+	    n->n_external_ip_allow != c->n_external_ip_allow ||
+	    memcmp(n->external_ip_allow, c->external_ip_allow,
+	    sizeof(c->external_ip_allow)) != 0)
+		rules = true;
+	memcpy(c->nodeport_cidrs, n->nodeport_cidrs, sizeof(c->nodeport_cidrs));
+	c->n_nodeport_cidrs = n->n_nodeport_cidrs;
+	memcpy(c->external_ip_allow, n->external_ip_allow,
+	    sizeof(c->external_ip_allow));
+	c->n_external_ip_allow = n->n_external_ip_allow;
+	if (rules)
+		proxier_resync(d->proxier);
 }
 
 static void
 daemon_on_hup(evutil_socket_t sig, short events, void *arg)
 {
-	struct daemon *d = arg;
+	struct daemon	*d = arg;
+	struct conf	 n;
+	char		 err[512];
+	int		 ok = 1;
 
-	log_info("SIGHUP: re-reading the service file");
-	if (d->source != NULL && source_file_reload(d->source) == -1)
+	sd_notify_send("RELOADING=1");
+	log_info("SIGHUP: re-reading the configuration and the service file");
+	conf_defaults(&n);
+	if (conf_parse_args(&n, d->argc, d->argv, err, sizeof(err)) == -1) {
+		log_warnx("SIGHUP: %s; the previous configuration stays in "
+		    "force", err);
+		ok = 0;
+	} else
+		daemon_take_conf(d, &n);
+	conf_clear(&n);
+	if (d->source != NULL && source_file_reload(d->source) == -1) {
 		log_warnx("SIGHUP: the service file was not applied; the "
 		    "previous table stays in force");
+		ok = 0;
+	}
+	if (ok)
+		d->counters.reloads_ok++;
+	else
+		d->counters.reloads_failed++;
+	sd_notify_send("READY=1");
 }
 
 static void
@@ -116,13 +198,52 @@ daemon_on_term(evutil_socket_t sig, short events, void *arg)
 		return;
 	}
 	d->stopping = true;
+	sd_notify_send("STOPPING=1");
 	log_info("signal %d: stopping; %zu connections may finish within "
 	    "%u ms", (int)sig, tcp_relay_active(), d->conf.shutdown_grace_ms);
 	source_file_free(d->source);
 	d->source = NULL;
+	source_api_free(d->api);
+	d->api = NULL;
 	proxier_stop(d->proxier);
 	d->drain_left_ms = d->conf.shutdown_grace_ms;
 	daemon_drain_tick(-1, 0, d);
+}
+
+/*
+ * The Kubernetes API source is used when there is no --services-file and
+ * there is somewhere to find a server: --kubeconfig, --master, or the
+ * in-cluster environment (kube-proxy's createClient order).
+ */
+static bool
+daemon_wants_api_source(const struct daemon *d)
+{
+	const char	*host = getenv("KUBERNETES_SERVICE_HOST");
+
+	return (d->conf.services_file == NULL &&
+	    (d->conf.kubeconfig != NULL || d->conf.master != NULL ||
+	    (host != NULL && *host != '\0')));
+}
+
+/* Credentials, then list+watch on the loop.  Returns 0 or -1 (logged). */
+static int
+daemon_start_api_source(struct daemon *d)
+{
+	struct kube_creds	 creds;
+	char			 err[1024];
+
+	if (kubeconfig_resolve(d->conf.kubeconfig, d->conf.context,
+	    d->conf.master, KUBE_SA_DIR, &creds, kube_http_now_ms(), err,
+	    sizeof(err)) == -1) {
+		log_warnx("%s", err);
+		return (-1);
+	}
+	if ((d->api = source_api_new(d->base, &d->conf, &creds,
+	    daemon_publish, d, err, sizeof(err))) == NULL) {
+		log_warnx("API source: %s", err);
+		return (-1);
+	}
+	return (0);
 }
 
 static int
@@ -136,8 +257,9 @@ daemon_run(struct daemon *d)
 
 	if ((d->base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
-	if (d->conf.services_file == NULL) {
-		log_warnx("no source of services: give --services-file PATH");
+	if (d->conf.services_file == NULL && !daemon_wants_api_source(d)) {
+		log_warnx("no source of services: give --services-file PATH, "
+		    "--kubeconfig FILE or --master URL");
 		return 2;
 	}
 	if ((d->proxier = proxier_new(d->base, &d->conf, err,
@@ -145,8 +267,22 @@ daemon_run(struct daemon *d)
 		log_warnx("%s", err);
 		return 1;
 	}
-	if ((d->source = source_file_new(d->base, d->conf.services_file,
-	    daemon_publish, d, err, sizeof(err))) == NULL) {
+	if ((d->admin = admin_new(d->base, &d->conf, d->proxier, &d->counters,
+	    err, sizeof(err))) == NULL) {
+		log_warnx("%s", err);
+		return 1;
+	}
+	/* The status view is a convenience: kuproxy serves without it. */
+	if (d->conf.status_socket != NULL && (d->status = status_server_new(
+	    d->base, d->conf.status_socket, d->proxier, &d->conf, err,
+	    sizeof(err))) == NULL)
+		log_warnx("%s; kuproxy status will not work", err);
+	if (daemon_wants_api_source(d)) {
+		if (daemon_start_api_source(d) == -1)
+			return 1;
+	} else if ((d->source = source_file_new(d->base,
+	    d->conf.services_file, daemon_publish, d, err,
+	    sizeof(err))) == NULL) {
 		log_warnx("%s", err);
 		return 1;
 	}
@@ -160,8 +296,10 @@ daemon_run(struct daemon *d)
 	    evsignal_add(d->ev_int, NULL) == -1)
 		fatalx("cannot set up signal handling");
 
-	log_info("kuproxy %s starting: services file %s, bind address %s",
-	    PACKAGE_VERSION, d->conf.services_file, d->conf.bind_address);
+	log_info("kuproxy %s starting: %s%s, bind address %s",
+	    PACKAGE_VERSION, d->api != NULL ? "Kubernetes API source" :
+	    "services file ", d->api != NULL ? "" : d->conf.services_file,
+	    d->conf.bind_address);
 	event_base_dispatch(d->base);
 	return 0;
 }
@@ -178,6 +316,9 @@ daemon_free(struct daemon *d)
 	if (d->drain_timer != NULL)
 		event_free(d->drain_timer);
 	source_file_free(d->source);
+	source_api_free(d->api);
+	status_server_free(d->status);
+	admin_free(d->admin);
 	if (d->proxier != NULL) {
 		proxier_stop(d->proxier);
 		proxier_free(d->proxier);
@@ -195,6 +336,8 @@ main(int argc, char **argv)
 	int		rc = 0;
 
 	memset(&d, 0, sizeof(d));
+	d.argc = argc;
+	d.argv = argv;
 	conf_defaults(&d.conf);
 	if (conf_parse_args(&d.conf, argc, argv, err, sizeof(err)) == -1) {
 		fprintf(stderr, "kuproxy: %s\n", err);
@@ -213,6 +356,15 @@ main(int argc, char **argv)
 		break;
 	case CONF_CMD_CLEANUP:
 		rc = portal_cleanup_all() == 0 ? 0 : 1;
+		break;
+	case CONF_CMD_STATUS:
+		if (d.conf.status_socket == NULL) {
+			fprintf(stderr, "kuproxy status: --status-socket is "
+			    "empty\n");
+			rc = 2;
+		} else
+			rc = status_client(d.conf.status_socket,
+			    d.conf.output_json);
 		break;
 	case CONF_CMD_RUN:
 		rc = daemon_run(&d);

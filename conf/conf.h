@@ -34,6 +34,7 @@ enum conf_command {
 	CONF_CMD_CLEANUP,	/* --cleanup */
 	CONF_CMD_HELP,
 	CONF_CMD_VERSION,
+	CONF_CMD_STATUS,	/* kuproxy status: ask the running daemon */
 };
 
 /* An IPv4 or IPv6 prefix, e.g. from --nodeport-addresses. */
@@ -95,6 +96,9 @@ struct conf {
 	char			*status_socket;
 	/* --shutdown-grace-period (30s) */
 	uint32_t		 shutdown_grace_ms;
+
+	/* --json: machine-readable output of a command such as status */
+	bool			 output_json;
 
 	/* -v / --v, --logging-format */
 	int			 verbosity;

@@ -69,6 +69,7 @@ static flag_set_fn	flag_set_enum;
 static flag_set_fn	flag_set_port_range;
 static flag_set_fn	flag_set_cidrs;
 static flag_set_fn	flag_set_command;
+static flag_set_fn	flag_set_bool;
 static flag_set_fn	flag_set_proxy_mode;
 
 static const struct flag_word iptables_backend_words[] = {
@@ -113,6 +114,9 @@ static const struct flag_word logging_format_words[] = {
 	{ .name = n, .value_name = "CIDRS", .set = flag_set_cidrs,	\
 	  .offset = M(member), .count_offset = M(count),		\
 	  .default_text = "", .help = h }
+#define BOOL_FLAG(n, member, h)					\
+	{ .name = n, .set = flag_set_bool, .offset = M(member),		\
+	  .default_text = "false", .help = h }
 #define COMMAND_FLAG(n, sh, cmd, h)					\
 	{ .name = n, .shorthand = sh, .set = flag_set_command,		\
 	  .arg = cmd, .help = h }
@@ -162,6 +166,9 @@ static const struct flag flags[] = {
 	DURATION_FLAG("iptables-sync-period", sync_period_ms, 1, "30s",
 	    "The longest time between two syncs of the portal rules.  Must be "
 	    "greater than 0 and not shorter than --iptables-min-sync-period."),
+	BOOL_FLAG("json", output_json,
+	    "With the status command: print JSON (a versioned document) "
+	    "instead of a table."),
 	STRING_FLAG("kubeconfig", "PATH", kubeconfig, "",
 	    "A kubeconfig file with the API server and credentials.  Without "
 	    "it and without --services-file, the in-cluster configuration is "
@@ -500,10 +507,25 @@ command_rank(enum conf_command cmd)
 	case CONF_CMD_VERSION:
 		return 2;
 	case CONF_CMD_CLEANUP:
+	case CONF_CMD_STATUS:
 		return 1;
 	case CONF_CMD_RUN:
 		break;
 	}
+	return 0;
+}
+
+static int
+flag_set_bool(struct conf *c, const struct flag *f, const char *value,
+    char *err, size_t errlen)
+{
+	bool on;
+
+	if (parse_bool(value, &on) == -1) {
+		snprintf(err, errlen, "\"%s\": expected true or false", value);
+		return -1;
+	}
+	*(bool *)((char *)c + f->offset) = on;
 	return 0;
 }
 
@@ -656,6 +678,11 @@ flags_apply_argv(struct conf *c, int argc, char **argv, char *err,
 			}
 			break;
 		}
+		if (i == 1 && strcmp(arg, "status") == 0) {
+			/* The one subcommand: talk to the running daemon. */
+			c->command = CONF_CMD_STATUS;
+			continue;
+		}
 		if (arg[0] != '-' || arg[1] == '\0')
 			goto positional;
 		if (flags_apply_one(c, argc, argv, &i, err, errlen) == -1)
@@ -665,7 +692,7 @@ flags_apply_argv(struct conf *c, int argc, char **argv, char *err,
 
  positional:
 	snprintf(err, errlen, "unexpected argument \"%s\": kuproxy takes only "
-	    "flags", arg);
+	    "flags (and the command \"status\" first)", arg);
 	return -1;
 }
 
@@ -815,12 +842,16 @@ conf_usage(FILE *out)
 	char	tail[128];
 	size_t	i;
 
-	fprintf(out, "Usage: kuproxy [flags]\n\n"
+	fprintf(out, "Usage: kuproxy [flags]\n"
+	    "       kuproxy status [--json] [--status-socket PATH]\n\n"
 	    "kuproxy is kube-proxy's userspace mode: it watches services and "
 	    "endpoints\n(from the API server or a file), listens on a local "
 	    "port per service port,\nand relays each connection to an "
 	    "endpoint, with iptables portal rules sending\nservice traffic to "
-	    "those ports.\n\nFlags:\n");
+	    "those ports.\n\n"
+	    "kuproxy status asks the running daemon what it serves: every "
+	    "service port,\nits portals and proxy port, and its endpoints "
+	    "with their connections,\nbytes and failures.\n\nFlags:\n");
 	for (i = 0; i < N_FLAGS; i++) {
 		const struct flag *f = &flags[i];
 

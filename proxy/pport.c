@@ -40,6 +40,7 @@ pport_unref(struct pport *pp)
 	/* UDP associations hold references: the socket went first. */
 	assert(pp->udp == NULL);
 	listener_free(pp->listener);
+	ep_stats_clear(&pp->endpoints);
 	lb_free(pp->lb);
 	svc_unref(pp->svc);
 	free(pp);

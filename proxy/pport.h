@@ -14,6 +14,7 @@
 
 #include "conf/conf.h"
 #include "base/svc.h"
+#include "proxy/epstats.h"
 #include "proxy/lb.h"
 
 struct event_base;
@@ -54,6 +55,7 @@ struct pport {
 	uint16_t		 proxy_port;
 	bool			 removed;	/* gone from the table */
 	struct pport_stats	 stats;
+	struct ep_stats_tree	 endpoints;	/* per-endpoint counters */
 	struct relay_env	*env;
 };
 

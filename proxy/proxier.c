@@ -72,6 +72,16 @@ struct proxier {
 	bool			 stopped;
 	long long		 last_sync_ms;	/* monotonic; 0 = never */
 	long long		 retry_ms;	/* back-off after a failed sync */
+	/* Health and metrics. */
+	long long		 queued_ms;	/* monotonic; 0: nothing waits */
+	double			 queued_wall;
+	double			 last_sync_wall;
+	uint64_t		 service_changes, endpoint_changes;
+	uint64_t		 service_changes_pending;
+	uint64_t		 restore_failures;
+	bool			 synced;
+	struct histogram	 sync_duration;
+	struct histogram	 programming_duration;
 };
 
 static long long
@@ -81,6 +91,26 @@ now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double
+wall_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A change waits for the next rule sync (kube-proxy's QueuedUpdate). */
+static void
+proxier_queue(struct proxier *px)
+{
+	px->rules_dirty = true;
+	if (px->queued_ms == 0) {
+		px->queued_ms = now_ms();
+		px->queued_wall = wall_now();
+	}
 }
 
 static void
@@ -203,7 +233,7 @@ proxier_add(struct proxier *px, struct svc *svc, const struct svc_port *port)
 	proxier_claim_node_port(px, n);
 	log_info("%s: listening on proxy port %u", pp->key, pp->proxy_port);
 	n->flush_conntrack = pp->proto == SVC_PROTO_UDP;
-	px->rules_dirty = true;
+	proxier_queue(px);
 	return;
 
 fail:
@@ -251,7 +281,7 @@ proxier_remove(struct proxier *px, struct pport_node *n)
 	}
 	px->closing = v;
 	px->closing[px->n_closing++] = pp;
-	px->rules_dirty = true;
+	proxier_queue(px);
 }
 
 /* Close the listeners of removed ports, now that no rule points at them. */
@@ -278,6 +308,12 @@ proxier_diff_cb(const struct svc_diff_entry *e, void *arg)
 	struct proxier		*px = arg;
 	struct pport_node	*n;
 
+	if (e->kind == SVC_DIFF_ENDPOINTS)
+		px->endpoint_changes++;
+	else {
+		px->service_changes++;
+		px->service_changes_pending++;
+	}
 	switch (e->kind) {
 	case SVC_DIFF_ADDED:
 		proxier_add(px, e->new_svc, e->new_port);
@@ -301,7 +337,7 @@ proxier_diff_cb(const struct svc_diff_entry *e, void *arg)
 		pport_set_spec(n->pp, e->new_svc, e->new_port);
 		if (e->kind == SVC_DIFF_CHANGED) {
 			proxier_claim_node_port(px, n);
-			px->rules_dirty = true;
+			proxier_queue(px);
 		}
 		log_v(2, "%s: %s, %zu endpoints", n->pp->key,
 		    e->kind == SVC_DIFF_CHANGED ? "changed" :
@@ -385,6 +421,7 @@ proxier_maybe_sync(struct proxier *px)
 {
 	struct pport_node	*n;
 	long long		 now = now_ms(), due;
+	int			 rc;
 
 	if (px->stopped)
 		return;
@@ -397,7 +434,10 @@ proxier_maybe_sync(struct proxier *px)
 		return;
 	}
 	px->last_sync_ms = now;
-	if (proxier_sync_rules(px) == -1) {
+	rc = proxier_sync_rules(px);
+	histogram_observe(&px->sync_duration, (now_ms() - now) / 1000.0);
+	if (rc == -1) {
+		px->restore_failures++;
 		px->retry_ms = px->retry_ms == 0 ? PROXIER_RETRY_MIN_MS :
 		    px->retry_ms * 2;
 		if (px->retry_ms > px->conf->sync_period_ms)
@@ -409,10 +449,19 @@ proxier_maybe_sync(struct proxier *px)
 	}
 	px->retry_ms = 0;
 	px->rules_dirty = false;
+	px->synced = true;
+	px->last_sync_wall = wall_now();
+	if (px->queued_ms != 0)
+		histogram_observe(&px->programming_duration,
+		    (now_ms() - px->queued_ms) / 1000.0);
+	px->queued_ms = 0;
+	px->service_changes_pending = 0;
 	proxier_close_removed(px);
 	proxier_flush_conntrack(px);
-	RB_FOREACH(n, pport_tree, &px->ports)
+	RB_FOREACH(n, pport_tree, &px->ports) {
 		lb_sweep(n->pp->lb, now);
+		ep_stats_prune(&n->pp->endpoints, n->pp->port);
+	}
 	proxier_schedule(px, px->conf->sync_period_ms);
 }
 
@@ -437,6 +486,9 @@ proxier_new(struct event_base *base, const struct conf *conf, char *err,
 		return NULL;
 	}
 	RB_INIT(&px->ports);
+	/* kube-proxy's buckets: 1 ms doubling (15), 0.25 s doubling-ish (5 min). */
+	histogram_init_exponential(&px->sync_duration, 0.001, 2, 15);
+	histogram_init_exponential(&px->programming_duration, 0.25, 2, 11);
 	px->base = base;
 	px->conf = conf;
 	px->env.base = base;
@@ -481,6 +533,23 @@ proxier_apply(struct proxier *px, struct svctab *tab)
 		proxier_maybe_sync(px);
 }
 
+void
+proxier_get_state(const struct proxier *px, struct proxier_state *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->last_sync_time = px->last_sync_wall;
+	st->last_queued_time = px->queued_ms != 0 ? px->queued_wall : 0;
+	st->queued_age_ms = px->queued_ms != 0 ? now_ms() - px->queued_ms : 0;
+	st->service_changes_total = px->service_changes;
+	st->endpoint_changes_total = px->endpoint_changes;
+	st->service_changes_pending = px->service_changes_pending;
+	st->restore_failures_total = px->restore_failures;
+	st->synced = px->synced;
+	st->backend = portal_backend_name(px->portal);
+	st->sync_duration = &px->sync_duration;
+	st->programming_duration = &px->programming_duration;
+}
+
 const struct svctab *
 proxier_table(const struct proxier *px)
 {
@@ -495,6 +564,13 @@ proxier_foreach(struct proxier *px, void (*fn)(struct pport *, void *),
 
 	RB_FOREACH(n, pport_tree, &px->ports)
 		fn(n->pp, arg);
+}
+
+void
+proxier_resync(struct proxier *px)
+{
+	proxier_queue(px);
+	proxier_maybe_sync(px);
 }
 
 void

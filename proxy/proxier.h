@@ -8,7 +8,11 @@
 #ifndef KUPROXY_PROXIER_H
 #define KUPROXY_PROXIER_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "base/metrics.h"
 
 struct conf;
 struct event_base;
@@ -27,6 +31,28 @@ const struct svctab *proxier_table(const struct proxier *);
 /* Visit every live service port, in key order. */
 void		 proxier_foreach(struct proxier *,
 		    void (*fn)(struct pport *, void *), void *arg);
+/*
+ * What health checks and metrics need (kube-proxy's names in comments).
+ * Times are wall-clock seconds for display, 0 when never.
+ */
+struct proxier_state {
+	double			 last_sync_time;	/* ..._last_timestamp_seconds */
+	double			 last_queued_time;	/* ..._last_queued_timestamp_seconds */
+	long long		 queued_age_ms;		/* oldest unapplied change; 0: none */
+	uint64_t		 service_changes_total;
+	uint64_t		 endpoint_changes_total;
+	uint64_t		 service_changes_pending;
+	uint64_t		 restore_failures_total;
+	bool			 synced;		/* a table was applied and synced */
+	const char		*backend;		/* "legacy", "nft", "none" */
+	const struct histogram	*sync_duration;		/* seconds */
+	const struct histogram	*programming_duration;	/* seconds */
+};
+void		 proxier_get_state(const struct proxier *, struct proxier_state *);
+
+/* Rewrite the rules at the next chance (the configuration changed). */
+void		 proxier_resync(struct proxier *);
+
 /* Stop accepting and remove rules (shutdown); sessions go on. */
 void		 proxier_stop(struct proxier *);
 void		 proxier_free(struct proxier *);

@@ -88,6 +88,9 @@ struct tcp_session {
 	char			 target_str[SVC_IPSTRLEN + 8];
 	struct lb_tried		 tried;
 	struct lb_target	 target;
+	struct ep_stats		*ep;		/* the endpoint's counters */
+	uint64_t		 ep_bytes[2];	/* flow bytes already counted there */
+	bool			 connected;	/* to s->target */
 	int			 attempts;
 	long long		 last_active_ms;
 };
@@ -190,6 +193,19 @@ tcp_flow_release(struct tcp_session *s, struct tcp_flow *f)
  * close both sockets (with RST when reset), wake starved listeners, update
  * the counters and drop the pport reference.  s is gone afterwards.
  */
+/* Add the bytes moved since the last call to the endpoint's counters. */
+static void
+tcp_session_report_bytes(struct tcp_session *s)
+{
+	if (s->ep == NULL)
+		return;
+	s->ep->bytes_in += s->flow[TCP_CLIENT].bytes - s->ep_bytes[TCP_CLIENT];
+	s->ep->bytes_out += s->flow[TCP_BACKEND].bytes -
+	    s->ep_bytes[TCP_BACKEND];
+	s->ep_bytes[TCP_CLIENT] = s->flow[TCP_CLIENT].bytes;
+	s->ep_bytes[TCP_BACKEND] = s->flow[TCP_BACKEND].bytes;
+}
+
 static void
 tcp_session_close(struct tcp_session *s, const char *reason, bool reset)
 {
@@ -218,6 +234,11 @@ tcp_session_close(struct tcp_session *s, const char *reason, bool reset)
 		event_free(s->ev_connect);
 	if (s->ev_idle != NULL)
 		event_free(s->ev_idle);
+	if (s->ep != NULL && s->connected) {
+		tcp_session_report_bytes(s);
+		s->ep->active--;
+	}
+	ep_stats_put(s->ep);
 	TAILQ_REMOVE(&sessions, s, entry);
 	n_sessions--;
 	pp->stats.conns_active--;
@@ -378,6 +399,7 @@ tcp_flow_pump(struct tcp_session *s, int i)
 		tcp_session_close(s, "both sides closed", false);
 		return -1;
 	}
+	tcp_session_report_bytes(s);
 	tcp_flow_interest(s, i);
 	return 0;
 }
@@ -463,6 +485,11 @@ static void
 tcp_session_count_failure(struct tcp_session *s, const char *why)
 {
 	s->pp->stats.connect_failures++;
+	if (s->ep != NULL) {
+		s->ep->connect_failures++;
+		ep_stats_put(s->ep);
+		s->ep = NULL;
+	}
 	log_v(2, "service %s: client %s: endpoint %s: %s, trying next",
 	    s->pp->display, s->client_str, s->target_str, why);
 }
@@ -503,6 +530,11 @@ tcp_connect_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	event_free(s->ev_connect);
 	s->ev_connect = NULL;
+	s->connected = true;
+	if (s->ep != NULL) {
+		s->ep->active++;
+		s->ep->total++;
+	}
 	log_debug("service %s: client %s: connected to endpoint %s",
 	    s->pp->display, s->client_str, s->target_str);
 	tcp_session_relay(s);
@@ -594,6 +626,8 @@ tcp_session_connect_next(struct tcp_session *s)
 		}
 		lb_tried_add(&s->tried, &s->target);
 		lb_target_str(&s->target, s->target_str, sizeof(s->target_str));
+		/* Without memory for counters the session still goes on. */
+		s->ep = ep_stats_get(&pp->endpoints, &s->target);
 		timeout_ms = tcp_connect_timeout_ms[s->attempts++];
 		if (tcp_session_dial(s, timeout_ms, &local) == 0)
 			return;

@@ -271,9 +271,13 @@ kuproxy_start() {
 	while [ -e "$T/kuproxy-$_mode-$_n.log" ]; do
 		_n=$((_n + 1))
 	done
+	# The status socket is a file path, shared by every namespace: each
+	# kuproxy gets its own, in the test's temp dir.
+	KP_STATUS_SOCKET="$T/status-$_mode-$_n.sock"
 	e2e_bg "kuproxy-$_mode-$_n" "$_ns" "$KUPROXY_BIN" \
 	    --services-file "$_file" \
 	    --iptables-backend "${KP_IPTABLES_BACKEND:-none}" \
+	    --status-socket "$KP_STATUS_SOCKET" \
 	    --proxy-port-range 20000-20099 --relay-mode "$_mode" -v 2 "$@"
 	KP_PID=$LAST_PID
 	KP_LOG="$T/kuproxy-$_mode-$_n.log"

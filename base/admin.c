@@ -1,0 +1,618 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Health and metrics over HTTP.  Owns the two evhttp servers and the list
+ * of metrics; the counters themselves live where the work happens (proxier
+ * state, struct pport_stats, per-endpoint stats).  Every request is bounded:
+ * GET and HEAD only, small headers, no body, a timeout, so a slow scraper
+ * cannot stall the data path that shares this loop.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "base/admin.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "conf/conf.h"
+#include "proxy/epstats.h"
+#include "proxy/lb.h"
+#include "proxy/pport.h"
+#include "proxy/proxier.h"
+
+#define ADMIN_TIMEOUT_S		10
+#define ADMIN_MAX_HEADERS	8192
+
+struct admin {
+	const struct conf		*conf;
+	struct proxier			*proxier;
+	const struct admin_counters	*counters;
+	struct evhttp			*healthz;
+	struct evhttp			*metrics;
+	uint64_t			 healthz_200, healthz_503;
+	uint64_t			 livez_200, livez_503;
+};
+
+/* Split "IP:PORT" or "[IPv6]:PORT". */
+static int
+admin_split_address(const char *addr, char *host, size_t hostlen,
+    uint16_t *port)
+{
+	const char	*colon;
+	char		*end;
+	long		 p;
+
+	if (addr[0] == '[') {
+		const char *close = strchr(addr, ']');
+
+		if (close == NULL || close[1] != ':')
+			return -1;
+		snprintf(host, hostlen, "%.*s", (int)(close - addr - 1),
+		    addr + 1);
+		colon = close + 1;
+	} else {
+		if ((colon = strrchr(addr, ':')) == NULL)
+			return -1;
+		snprintf(host, hostlen, "%.*s", (int)(colon - addr), addr);
+	}
+	p = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || p < 0 || p > 65535)
+		return -1;
+	*port = (uint16_t)p;
+	return 0;
+}
+
+/* RFC 3339 with microseconds in UTC, as Go marshals a time.Time. */
+static void
+rfc3339(double t, char *buf, size_t len)
+{
+	time_t		secs = (time_t)t;
+	struct tm	tm;
+	size_t		n;
+
+	gmtime_r(&secs, &tm);
+	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%06dZ",
+	    (int)((t - (double)secs) * 1e6) % 1000000);
+}
+
+static double
+wall_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int
+admin_healthy(const struct conf *conf, struct proxier *px)
+{
+	struct proxier_state st;
+
+	proxier_get_state(px, &st);
+	return st.queued_age_ms <= 2LL * conf->sync_period_ms;
+}
+
+/* /healthz and /livez: kube-proxy's JSON body and status. */
+static void
+admin_health(struct evhttp_request *req, void *arg, bool livez)
+{
+	struct admin		*a = arg;
+	struct proxier_state	 st;
+	struct evbuffer		*body = evbuffer_new();
+	char			 last[40], now[40];
+	int			 healthy;
+
+	if (body == NULL) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		return;
+	}
+	proxier_get_state(a->proxier, &st);
+	healthy = admin_healthy(a->conf, a->proxier);
+	rfc3339(st.last_sync_time, last, sizeof(last));
+	rfc3339(wall_now(), now, sizeof(now));
+	if (st.last_sync_time == 0)
+		snprintf(last, sizeof(last), "0001-01-01T00:00:00Z");
+	evbuffer_add_printf(body, "{\"lastUpdated\": \"%s\",\"currentTime\": "
+	    "\"%s\"%s}\n", last, now, livez ? "" : ",\"nodeEligible\": true");
+	if (livez)
+		(healthy ? a->livez_200++ : a->livez_503++);
+	else
+		(healthy ? a->healthz_200++ : a->healthz_503++);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "application/json");
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "X-Content-Type-Options", "nosniff");
+	evhttp_send_reply(req, healthy ? HTTP_OK : 503,
+	    healthy ? "OK" : "Service Unavailable", body);
+	evbuffer_free(body);
+}
+
+static void
+admin_on_healthz(struct evhttp_request *req, void *arg)
+{
+	admin_health(req, arg, false);
+}
+
+static void
+admin_on_livez(struct evhttp_request *req, void *arg)
+{
+	admin_health(req, arg, true);
+}
+
+static void
+admin_reply_text(struct evhttp_request *req, const char *content_type,
+    struct evbuffer *body)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", content_type);
+	evhttp_send_reply(req, HTTP_OK, "OK", body);
+}
+
+static void
+admin_on_proxy_mode(struct evhttp_request *req, void *arg)
+{
+	struct evbuffer *body = evbuffer_new();
+
+	if (body == NULL) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		return;
+	}
+	evbuffer_add_printf(body, "userspace");
+	admin_reply_text(req, "text/plain; charset=utf-8", body);
+	evbuffer_free(body);
+}
+
+static void
+admin_on_metrics(struct evhttp_request *req, void *arg)
+{
+	struct evbuffer *body = evbuffer_new();
+
+	if (body == NULL) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		return;
+	}
+	admin_render_metrics(arg, body);
+	admin_reply_text(req, "text/plain; version=0.0.4; charset=utf-8",
+	    body);
+	evbuffer_free(body);
+}
+
+static void
+admin_on_other(struct evhttp_request *req, void *arg)
+{
+	evhttp_send_error(req, HTTP_NOTFOUND, NULL);
+}
+
+static struct evhttp *
+admin_listen(struct event_base *base, const char *what, const char *addr,
+    char *err, size_t errlen)
+{
+	struct evhttp	*http;
+	char		 host[64];
+	uint16_t	 port;
+
+	if (admin_split_address(addr, host, sizeof(host), &port) == -1) {
+		snprintf(err, errlen, "%s \"%s\": expected IP:PORT", what, addr);
+		return NULL;
+	}
+	if ((http = evhttp_new(base)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", what);
+		return NULL;
+	}
+	evhttp_set_timeout(http, ADMIN_TIMEOUT_S);
+	evhttp_set_max_headers_size(http, ADMIN_MAX_HEADERS);
+	evhttp_set_max_body_size(http, 0);
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	if (evhttp_bind_socket(http, host, port) == -1) {
+		snprintf(err, errlen, "%s: cannot listen on %s: %s", what, addr,
+		    strerror(errno));
+		evhttp_free(http);
+		return NULL;
+	}
+	log_info("%s listening on %s", what, addr);
+	return http;
+}
+
+struct admin *
+admin_new(struct event_base *base, const struct conf *conf,
+    struct proxier *px, const struct admin_counters *counters, char *err,
+    size_t errlen)
+{
+	struct admin *a;
+
+	if ((a = calloc(1, sizeof(*a))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	a->conf = conf;
+	a->proxier = px;
+	a->counters = counters;
+	if (conf->healthz_bind_address != NULL) {
+		if ((a->healthz = admin_listen(base, "health server",
+		    conf->healthz_bind_address, err, errlen)) == NULL)
+			goto fail;
+		evhttp_set_cb(a->healthz, "/healthz", admin_on_healthz, a);
+		evhttp_set_cb(a->healthz, "/livez", admin_on_livez, a);
+		evhttp_set_gencb(a->healthz, admin_on_other, a);
+	}
+	if (conf->metrics_bind_address != NULL) {
+		if ((a->metrics = admin_listen(base, "metrics server",
+		    conf->metrics_bind_address, err, errlen)) == NULL)
+			goto fail;
+		evhttp_set_cb(a->metrics, "/metrics", admin_on_metrics, a);
+		evhttp_set_cb(a->metrics, "/proxyMode", admin_on_proxy_mode, a);
+		evhttp_set_cb(a->metrics, "/healthz", admin_on_healthz, a);
+		evhttp_set_cb(a->metrics, "/livez", admin_on_livez, a);
+		evhttp_set_gencb(a->metrics, admin_on_other, a);
+	}
+	return a;
+
+fail:
+	admin_free(a);
+	return NULL;
+}
+
+void
+admin_free(struct admin *a)
+{
+	if (a == NULL)
+		return;
+	if (a->healthz != NULL)
+		evhttp_free(a->healthz);
+	if (a->metrics != NULL)
+		evhttp_free(a->metrics);
+	free(a);
+}
+
+/* Metrics. */
+
+/* Process metrics, with the names every Prometheus client library uses. */
+static void
+admin_process_metrics(struct evbuffer *b)
+{
+	struct rlimit	 rl;
+	DIR		*dir;
+	struct dirent	*de;
+	FILE		*f;
+	char		 buf[1024], *p;
+	unsigned long	 utime = 0, stime = 0, vsize = 0;
+	unsigned long long start = 0;
+	long		 rss = 0, ticks = sysconf(_SC_CLK_TCK);
+	long		 page = sysconf(_SC_PAGESIZE);
+	double		 boot = 0;
+	size_t		 fds = 0;
+
+	if ((f = fopen("/proc/self/stat", "r")) != NULL) {
+		/* Fields after the command name, which may hold spaces. */
+		if (fgets(buf, sizeof(buf), f) != NULL &&
+		    (p = strrchr(buf, ')')) != NULL)
+			sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+			    "%*u %lu %lu %*d %*d %*d %*d %*d %*d %llu %lu %ld",
+			    &utime, &stime, &start, &vsize, &rss);
+		fclose(f);
+	}
+	if ((f = fopen("/proc/stat", "r")) != NULL) {
+		while (fgets(buf, sizeof(buf), f) != NULL)
+			if (sscanf(buf, "btime %lf", &boot) == 1)
+				break;
+		fclose(f);
+	}
+	if ((dir = opendir("/proc/self/fd")) != NULL) {
+		while ((de = readdir(dir)) != NULL)
+			if (de->d_name[0] != '.')
+				fds++;
+		closedir(dir);
+		fds--;		/* the directory's own descriptor */
+	}
+	metrics_family(b, "process_cpu_seconds_total", "counter",
+	    "Total user and system CPU time spent in seconds.");
+	metrics_sample(b, "process_cpu_seconds_total", NULL,
+	    (double)(utime + stime) / (double)ticks);
+	metrics_family(b, "process_open_fds", "gauge",
+	    "Number of open file descriptors.");
+	metrics_sample(b, "process_open_fds", NULL, (double)fds);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		metrics_family(b, "process_max_fds", "gauge",
+		    "Maximum number of open file descriptors.");
+		metrics_sample(b, "process_max_fds", NULL,
+		    (double)rl.rlim_cur);
+	}
+	metrics_family(b, "process_resident_memory_bytes", "gauge",
+	    "Resident memory size in bytes.");
+	metrics_sample(b, "process_resident_memory_bytes", NULL,
+	    (double)rss * (double)page);
+	metrics_family(b, "process_virtual_memory_bytes", "gauge",
+	    "Virtual memory size in bytes.");
+	metrics_sample(b, "process_virtual_memory_bytes", NULL, (double)vsize);
+	metrics_family(b, "process_start_time_seconds", "gauge",
+	    "Start time of the process since unix epoch in seconds.");
+	metrics_sample(b, "process_start_time_seconds", NULL,
+	    boot + (double)start / (double)ticks);
+}
+
+static void
+admin_sync_metrics(struct admin *a, struct evbuffer *b)
+{
+	struct proxier_state	 st;
+	const char		*code200[] = { "code", "200", NULL };
+	const char		*code503[] = { "code", "503", NULL };
+	const char		*ver[] = { "version", PACKAGE_VERSION, NULL };
+
+	proxier_get_state(a->proxier, &st);
+	metrics_family(b, "kuproxy_build_info", "gauge",
+	    "A metric with a constant 1 labelled with kuproxy's version.");
+	metrics_sample(b, "kuproxy_build_info", ver, 1);
+	metrics_family(b, "kubeproxy_sync_proxy_rules_duration_seconds",
+	    "histogram", "SyncProxyRules latency in seconds");
+	metrics_histogram(b, "kubeproxy_sync_proxy_rules_duration_seconds",
+	    st.sync_duration);
+	metrics_family(b, "kubeproxy_network_programming_duration_seconds",
+	    "histogram", "In Cluster Network Programming Latency in seconds, "
+	    "measured from when kuproxy received a change to when its rules "
+	    "were in place");
+	metrics_histogram(b, "kubeproxy_network_programming_duration_seconds",
+	    st.programming_duration);
+	metrics_family(b, "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+	    "gauge", "The last time proxy rules were successfully synced");
+	metrics_sample(b, "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+	    NULL, st.last_sync_time);
+	metrics_family(b,
+	    "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds", "gauge",
+	    "The last time a sync of proxy rules was queued");
+	metrics_sample(b,
+	    "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds", NULL,
+	    st.last_queued_time);
+	metrics_family(b, "kubeproxy_sync_proxy_rules_service_changes_total",
+	    "counter", "Cumulative proxy rules Service changes");
+	metrics_sample(b, "kubeproxy_sync_proxy_rules_service_changes_total",
+	    NULL, (double)st.service_changes_total);
+	metrics_family(b, "kubeproxy_sync_proxy_rules_service_changes_pending",
+	    "gauge", "Pending proxy rules Service changes");
+	metrics_sample(b, "kubeproxy_sync_proxy_rules_service_changes_pending",
+	    NULL, (double)st.service_changes_pending);
+	metrics_family(b, "kubeproxy_sync_proxy_rules_endpoint_changes_total",
+	    "counter", "Cumulative proxy rules Endpoint changes (applied at "
+	    "once in userspace mode: none is ever pending)");
+	metrics_sample(b, "kubeproxy_sync_proxy_rules_endpoint_changes_total",
+	    NULL, (double)st.endpoint_changes_total);
+	metrics_family(b,
+	    "kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
+	    "counter", "Cumulative proxy iptables restore failures");
+	metrics_sample(b,
+	    "kubeproxy_sync_proxy_rules_iptables_restore_failures_total", NULL,
+	    (double)st.restore_failures_total);
+	metrics_family(b, "kubeproxy_proxy_healthz_total", "counter",
+	    "Cumulative proxy healthz HTTP status");
+	metrics_sample(b, "kubeproxy_proxy_healthz_total", code200,
+	    (double)a->healthz_200);
+	metrics_sample(b, "kubeproxy_proxy_healthz_total", code503,
+	    (double)a->healthz_503);
+	metrics_family(b, "kubeproxy_proxy_livez_total", "counter",
+	    "Cumulative proxy livez HTTP status");
+	metrics_sample(b, "kubeproxy_proxy_livez_total", code200,
+	    (double)a->livez_200);
+	metrics_sample(b, "kubeproxy_proxy_livez_total", code503,
+	    (double)a->livez_503);
+	if (a->counters != NULL) {
+		const char *ok[] = { "result", "success", NULL };
+		const char *bad[] = { "result", "failure", NULL };
+
+		metrics_family(b, "kuproxy_config_reloads_total", "counter",
+		    "Reloads of the configuration and service file on SIGHUP");
+		metrics_sample(b, "kuproxy_config_reloads_total", ok,
+		    (double)a->counters->reloads_ok);
+		metrics_sample(b, "kuproxy_config_reloads_total", bad,
+		    (double)a->counters->reloads_failed);
+	}
+}
+
+/* One family of per-service-port samples: which value and how it is named. */
+struct port_metric {
+	const char	*name;
+	const char	*type;
+	const char	*help;
+	const char	*extra_key, *extra_value;	/* e.g. direction */
+	int		 only;		/* a protocol, or ANY_PROTO */
+	uint64_t	(*value)(const struct pport *);
+};
+
+#define ANY_PROTO	(-1)
+
+static uint64_t
+v_active(const struct pport *p)
+{
+	return p->proto == SVC_PROTO_UDP ? p->stats.udp_assoc_active :
+	    p->stats.conns_active;
+}
+
+static uint64_t
+v_total(const struct pport *p)
+{
+	return p->stats.conns_total;
+}
+static uint64_t
+v_in(const struct pport *p)
+{
+	return p->stats.bytes_in;
+}
+static uint64_t
+v_out(const struct pport *p)
+{
+	return p->stats.bytes_out;
+}
+static uint64_t
+v_noep(const struct pport *p)
+{
+	return p->stats.no_endpoints;
+}
+static uint64_t
+v_fail(const struct pport *p)
+{
+	return p->stats.connect_failures;
+}
+static uint64_t
+v_assoc(const struct pport *p)
+{
+	return p->stats.udp_assoc_active;
+}
+static uint64_t
+v_assoc_total(const struct pport *p)
+{
+	return p->stats.udp_assoc_total;
+}
+static uint64_t
+v_evicted(const struct pport *p)
+{
+	return p->stats.udp_assoc_evicted;
+}
+static uint64_t
+v_dropped(const struct pport *p)
+{
+	return p->stats.udp_dropped;
+}
+
+static const struct port_metric port_metrics[] = {
+	{ "kuproxy_service_connections_active", "gauge",
+	  "Connections (TCP) or associations (UDP) open now", NULL, NULL,
+	  ANY_PROTO, v_active },
+	{ "kuproxy_service_connections_total", "counter",
+	  "Connections accepted (TCP)", NULL, NULL, SVC_PROTO_TCP, v_total },
+	{ "kuproxy_service_bytes_total", "counter",
+	  "Bytes relayed, by direction", "direction", "to_backend", ANY_PROTO,
+	  v_in },
+	{ "kuproxy_service_bytes_total", NULL, NULL, "direction", "to_client",
+	  ANY_PROTO, v_out },
+	{ "kuproxy_service_no_endpoint_rejections_total", "counter",
+	  "Clients refused or datagrams dropped for want of an endpoint",
+	  NULL, NULL, ANY_PROTO, v_noep },
+	{ "kuproxy_service_connect_failures_total", "counter",
+	  "Failed attempts to connect to an endpoint (UDP: refusals)", NULL,
+	  NULL, ANY_PROTO, v_fail },
+	{ "kuproxy_udp_associations_active", "gauge",
+	  "UDP client associations open now", NULL, NULL, SVC_PROTO_UDP,
+	  v_assoc },
+	{ "kuproxy_udp_associations_total", "counter",
+	  "UDP client associations created", NULL, NULL, SVC_PROTO_UDP,
+	  v_assoc_total },
+	{ "kuproxy_udp_associations_evicted_total", "counter",
+	  "UDP associations evicted at the cap", NULL, NULL, SVC_PROTO_UDP,
+	  v_evicted },
+	{ "kuproxy_udp_dropped_total", "counter",
+	  "UDP datagrams not relayed", NULL, NULL, SVC_PROTO_UDP, v_dropped },
+};
+
+struct metrics_walk {
+	struct evbuffer			*b;
+	const struct port_metric	*m;
+	const struct pport		*pp;
+	int				 which;	/* endpoint metric index */
+};
+
+static void
+pport_labels(const struct pport *pp, const char **labels, char *port,
+    size_t portlen)
+{
+	snprintf(port, portlen, "%s", pp->port->name);
+	labels[0] = "namespace";
+	labels[1] = pp->svc->namespace;
+	labels[2] = "service";
+	labels[3] = pp->svc->name;
+	labels[4] = "port";
+	labels[5] = port;
+	labels[6] = "protocol";
+	labels[7] = svc_proto_str(pp->proto);
+	labels[8] = NULL;
+}
+
+static void
+admin_port_sample(struct pport *pp, void *arg)
+{
+	struct metrics_walk	*w = arg;
+	const char		*labels[12];
+	char			 port[64];
+
+	if (w->m->only != ANY_PROTO && w->m->only != (int)pp->proto)
+		return;
+	pport_labels(pp, labels, port, sizeof(port));
+	if (w->m->extra_key != NULL) {
+		labels[8] = w->m->extra_key;
+		labels[9] = w->m->extra_value;
+		labels[10] = NULL;
+	}
+	metrics_sample(w->b, w->m->name, labels, (double)w->m->value(pp));
+}
+
+static void
+admin_endpoint_sample(struct ep_stats *e, void *arg)
+{
+	static const char *names[] = {
+		"kuproxy_endpoint_connections_active",
+		"kuproxy_endpoint_connections_total",
+		"kuproxy_endpoint_connect_failures_total",
+	};
+	struct metrics_walk	*w = arg;
+	const char		*labels[12];
+	char			 port[64], ep[SVC_IPSTRLEN + 8];
+	uint64_t		 v[3];
+
+	v[0] = e->active;
+	v[1] = e->total;
+	v[2] = e->connect_failures;
+	pport_labels(w->pp, labels, port, sizeof(port));
+	labels[8] = "endpoint";
+	labels[9] = lb_target_str(&e->target, ep, sizeof(ep));
+	labels[10] = NULL;
+	metrics_sample(w->b, names[w->which], labels, (double)v[w->which]);
+}
+
+static void
+admin_endpoints_of(struct pport *pp, void *arg)
+{
+	struct metrics_walk *w = arg;
+
+	w->pp = pp;
+	ep_stats_foreach(&pp->endpoints, admin_endpoint_sample, w);
+}
+
+void
+admin_render_metrics(struct admin *a, struct evbuffer *b)
+{
+	static const char *ep_help[][2] = {
+		{ "kuproxy_endpoint_connections_active",
+		  "Connections to the endpoint open now" },
+		{ "kuproxy_endpoint_connections_total",
+		  "Connections made to the endpoint" },
+		{ "kuproxy_endpoint_connect_failures_total",
+		  "Failed attempts to connect to the endpoint" },
+	};
+	struct metrics_walk	w = { .b = b };
+	size_t			i;
+
+	admin_sync_metrics(a, b);
+	for (i = 0; i < sizeof(port_metrics) / sizeof(port_metrics[0]); i++) {
+		w.m = &port_metrics[i];
+		if (w.m->type != NULL)
+			metrics_family(b, w.m->name, w.m->type, w.m->help);
+		proxier_foreach(a->proxier, admin_port_sample, &w);
+	}
+	for (i = 0; i < 3; i++) {
+		w.which = (int)i;
+		metrics_family(b, ep_help[i][0], i == 0 ? "gauge" : "counter",
+		    ep_help[i][1]);
+		proxier_foreach(a->proxier, admin_endpoints_of, &w);
+	}
+	admin_process_metrics(b);
+}
