@@ -1,0 +1,376 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The Kubernetes API source: Services and EndpointSlices, listed and
+ * watched as kube-proxy's informers do, turned into service tables.
+ *
+ * This module owns running the two informers (watch/informer.c) over HTTP
+ * (watch/kube_http.c) on the daemon's event loop, and the publishing
+ * policy: no table until both lists are in (kube-proxy waits for HasSynced
+ * on both, so that it never starts with services but no endpoints), then
+ * at most one table per --iptables-min-sync-period, coalescing the changes
+ * in between.  An unreachable server publishes nothing, so the last table
+ * stays in force.  Each table is built whole from the caches with
+ * svctab_build(), which keeps the identity of unchanged services.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <json-c/json.h>
+
+#include "base/log.h"
+#include "base/svc.h"
+#include "conf/conf.h"
+#include "watch/decode.h"
+#include "watch/informer.h"
+#include "watch/kube_http.h"
+#include "watch/kubeconfig.h"
+#include "watch/source.h"
+
+#define SA_N_RESOURCES	2
+
+struct sa_resource {
+	struct source_api	*sa;
+	struct informer		*inf;
+	struct kube_http_req	*req;
+	enum informer_step	 step;
+	struct event		*ev_next;	/* the next request, delayed */
+};
+
+struct source_api {
+	struct event_base	*base;
+	struct kube_creds	 creds;
+	struct kube_http	*http;
+	struct sa_resource	 res[SA_N_RESOURCES];
+	source_publish_cb	 cb;
+	void			*arg;
+	uint32_t		 min_sync_ms;
+	struct event		*ev_publish;
+	bool			 publish_pending;
+	long long		 last_publish_ms;
+	struct svctab		*current;	/* last published, our ref */
+};
+
+/* What one table build collects. */
+struct sa_batch {
+	struct svc	**svcs;
+	size_t		  n_svcs, cap_svcs;
+	struct slice	**slices;
+	size_t		  n_slices, cap_slices;
+	bool		  failed;
+};
+
+static void	sa_run(struct sa_resource *);
+
+static int
+sa_grow(void **arr, size_t *cap, size_t n, size_t elem)
+{
+	void	*p;
+	size_t	 ncap;
+
+	if (n < *cap)
+		return (0);
+	ncap = *cap == 0 ? 64 : *cap * 2;
+	if ((p = reallocarray(*arr, ncap, elem)) == NULL)
+		return (-1);
+	*arr = p;
+	*cap = ncap;
+	return (0);
+}
+
+static void
+sa_collect_service(const char *key, json_object *obj, struct slice *sl,
+    void *arg)
+{
+	struct sa_batch	*b = arg;
+	struct svc	*svc;
+	char		 err[1024];
+
+	/* The informer decoded it once already; this cannot fail but OOM. */
+	if ((svc = decode_service(obj, err, sizeof(err))) == NULL) {
+		log_warnx("services: %s; skipped", err);
+		return;
+	}
+	if (sa_grow((void **)&b->svcs, &b->cap_svcs, b->n_svcs,
+	    sizeof(*b->svcs)) == -1) {
+		svc_unref(svc);
+		b->failed = true;
+		return;
+	}
+	b->svcs[b->n_svcs++] = svc;
+}
+
+static void
+sa_collect_slice(const char *key, json_object *obj, struct slice *sl,
+    void *arg)
+{
+	struct sa_batch	*b = arg;
+
+	if (sl == NULL)
+		return;
+	if (sa_grow((void **)&b->slices, &b->cap_slices, b->n_slices,
+	    sizeof(*b->slices)) == -1) {
+		b->failed = true;
+		return;
+	}
+	b->slices[b->n_slices++] = sl;
+}
+
+/* Same services, by identity (svctab_build keeps it) or by value. */
+static bool
+sa_same_table(const struct svctab *a, const struct svctab *b)
+{
+	size_t	 i;
+
+	if (a == NULL || b == NULL || a->n_svcs != b->n_svcs)
+		return (false);
+	for (i = 0; i < a->n_svcs; i++)
+		if (a->svcs[i] != b->svcs[i] &&
+		    !svc_equal(a->svcs[i], b->svcs[i]))
+			return (false);
+	return (true);
+}
+
+/* Build a table from both caches and publish it if it differs. */
+static void
+sa_publish(struct source_api *sa)
+{
+	struct sa_batch		 b;
+	struct svctab		*tab;
+	struct svctab_stats	 st;
+	size_t			 i;
+
+	memset(&b, 0, sizeof(b));
+	informer_walk(sa->res[INFORMER_SERVICES].inf, sa_collect_service, &b);
+	informer_walk(sa->res[INFORMER_ENDPOINT_SLICES].inf, sa_collect_slice,
+	    &b);
+	if (b.failed) {
+		log_warnx("api: out of memory building the service table; "
+		    "the last table stays in force");
+		for (i = 0; i < b.n_svcs; i++)
+			svc_unref(b.svcs[i]);
+		goto out;
+	}
+	/* The table takes the services; the slices stay the informer's. */
+	tab = svctab_build(b.svcs, b.n_svcs, b.slices, b.n_slices,
+	    sa->current);
+	if (tab == NULL) {
+		log_warnx("api: out of memory building the service table; "
+		    "the last table stays in force");
+		goto out;
+	}
+	sa->last_publish_ms = kube_http_now_ms();
+	if (sa_same_table(sa->current, tab)) {
+		log_debug("api: service table unchanged");
+		svctab_unref(tab);
+		goto out;
+	}
+	svctab_stats(tab, &st);
+	log_info("api: %zu services, %zu proxied, %zu ports, %zu endpoints",
+	    st.n_services, st.n_proxied, st.n_ports, st.n_endpoints);
+	svctab_unref(sa->current);
+	sa->current = svctab_ref(tab);
+	sa->cb(tab, sa->arg);
+ out:
+	free(b.svcs);
+	free(b.slices);
+}
+
+static void
+sa_publish_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct source_api	*sa = arg;
+
+	sa->publish_pending = false;
+	sa_publish(sa);
+}
+
+static bool
+sa_synced(const struct source_api *sa)
+{
+	return (informer_synced(sa->res[INFORMER_SERVICES].inf) &&
+	    informer_synced(sa->res[INFORMER_ENDPOINT_SLICES].inf));
+}
+
+/*
+ * A cache changed: publish from the loop, the first table at once and
+ * later ones no sooner than min_sync_ms after the previous, so that a burst
+ * of events makes one table.
+ */
+static void
+sa_on_change(struct informer *inf, void *arg)
+{
+	struct source_api	*sa = arg;
+	struct timeval		 tv;
+	long long		 wait = 0, since;
+
+	if (!sa_synced(sa) || sa->publish_pending)
+		return;
+	if (sa->current != NULL) {
+		since = kube_http_now_ms() - sa->last_publish_ms;
+		if (since < (long long)sa->min_sync_ms)
+			wait = (long long)sa->min_sync_ms - since;
+	}
+	tv.tv_sec = wait / 1000;
+	tv.tv_usec = (wait % 1000) * 1000;
+	sa->publish_pending = true;
+	evtimer_add(sa->ev_publish, &tv);
+}
+
+static void
+sa_schedule(struct sa_resource *r, const struct informer_next *next)
+{
+	struct timeval	 tv;
+
+	r->step = next->step;
+	tv.tv_sec = next->delay_ms / 1000;
+	tv.tv_usec = (next->delay_ms % 1000) * 1000;
+	evtimer_add(r->ev_next, &tv);
+}
+
+static int
+sa_on_data(const char *buf, size_t len, long status, void *arg)
+{
+	struct sa_resource	*r = arg;
+
+	return (informer_feed(r->inf, status, buf, len));
+}
+
+static void
+sa_on_done(const struct kube_http_result *hr, void *arg)
+{
+	struct sa_resource	*r = arg;
+	struct informer_result	 ir;
+	struct informer_next	 next;
+
+	r->req = NULL;
+	memset(&ir, 0, sizeof(ir));
+	ir.status = hr->status;
+	ir.error = hr->aborted ? NULL : hr->error;
+	ir.retry_after_s = hr->retry_after_s;
+	informer_done(r->inf, &ir, kube_http_now_ms(), &next);
+	sa_schedule(r, &next);
+}
+
+/* Make the request the informer asks for. */
+static void
+sa_run(struct sa_resource *r)
+{
+	struct kube_http_cb	 cb = { sa_on_data, sa_on_done, r };
+	struct informer_request	 req;
+	struct informer_result	 ir;
+	struct informer_next	 next;
+	char			 err[256];
+
+	memset(&ir, 0, sizeof(ir));
+	if (informer_request(r->inf, r->step, &req) == -1) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto fail;
+	}
+	log_v(3, "%s: GET %s", informer_name(r->inf), req.path);
+	informer_begin(r->inf, r->step, kube_http_now_ms());
+	r->req = kube_http_get(r->sa->http, req.path, req.timeout_ms,
+	    req.stall_s, &cb, err, sizeof(err));
+	free(req.path);
+	if (r->req != NULL)
+		return;
+ fail:
+	/* Treated as a request that reached nothing: back off, try again. */
+	ir.error = err;
+	informer_begin(r->inf, r->step, kube_http_now_ms());
+	informer_done(r->inf, &ir, kube_http_now_ms(), &next);
+	sa_schedule(r, &next);
+}
+
+static void
+sa_next_cb(evutil_socket_t fd, short what, void *arg)
+{
+	sa_run(arg);
+}
+
+/*
+ * Start listing and watching on base; see source.h.  creds is taken over
+ * (cleared) whether or not this succeeds.  Returns NULL with err.
+ */
+struct source_api *
+source_api_new(struct event_base *base, const struct conf *conf,
+    struct kube_creds *creds, source_publish_cb cb, void *arg, char *err,
+    size_t errlen)
+{
+	struct source_api	*sa;
+	struct informer_config	 ic;
+	struct informer_next	 next;
+	size_t			 i;
+
+	if ((sa = calloc(1, sizeof(*sa))) == NULL) {
+		kube_creds_clear(creds);
+		snprintf(err, errlen, "out of memory");
+		return (NULL);
+	}
+	sa->creds = *creds;
+	memset(creds, 0, sizeof(*creds));
+	sa->base = base;
+	sa->cb = cb;
+	sa->arg = arg;
+	sa->min_sync_ms = conf->min_sync_period_ms;
+	if ((sa->http = kube_http_new(base, &sa->creds, err, errlen)) == NULL)
+		goto fail;
+	if ((sa->ev_publish = evtimer_new(base, sa_publish_cb, sa)) == NULL)
+		goto nomem;
+	for (i = 0; i < SA_N_RESOURCES; i++) {
+		memset(&ic, 0, sizeof(ic));
+		ic.resource = i == 0 ? INFORMER_SERVICES :
+		    INFORMER_ENDPOINT_SLICES;
+		ic.on_change = sa_on_change;
+		ic.arg = sa;
+		sa->res[i].sa = sa;
+		if ((sa->res[i].inf = informer_new(&ic)) == NULL ||
+		    (sa->res[i].ev_next = evtimer_new(base, sa_next_cb,
+		    &sa->res[i])) == NULL)
+			goto nomem;
+		/* The first requests go out from the loop. */
+		informer_start(sa->res[i].inf, &next);
+		sa_schedule(&sa->res[i], &next);
+	}
+	log_info("api: watching services and endpointslices at %s (%s)",
+	    sa->creds.server, sa->creds.origin != NULL ? sa->creds.origin :
+	    "?");
+	return (sa);
+ nomem:
+	snprintf(err, errlen, "out of memory");
+ fail:
+	source_api_free(sa);
+	return (NULL);
+}
+
+/* Stop every request and free sa (NULL is fine). */
+void
+source_api_free(struct source_api *sa)
+{
+	size_t	 i;
+
+	if (sa == NULL)
+		return;
+	for (i = 0; i < SA_N_RESOURCES; i++) {
+		kube_http_cancel(sa->res[i].req);
+		if (sa->res[i].ev_next != NULL)
+			event_free(sa->res[i].ev_next);
+		informer_free(sa->res[i].inf);
+	}
+	if (sa->ev_publish != NULL)
+		event_free(sa->ev_publish);
+	kube_http_free(sa->http);
+	svctab_unref(sa->current);
+	kube_creds_clear(&sa->creds);
+	free(sa);
+}
+
+/* Whether both lists have completed once. */
+int
+source_api_synced(const struct source_api *sa)
+{
+	return (sa != NULL && sa_synced(sa));
+}
