@@ -496,7 +496,9 @@ static const struct port_metric port_metrics[] = {
 	{ "kuproxy_service_bytes_total", NULL, NULL, "direction", "to_client",
 	  ANY_PROTO, v_out },
 	{ "kuproxy_service_no_endpoint_rejections_total", "counter",
-	  "Clients refused or datagrams dropped for want of an endpoint",
+	  "TCP clients reset because no endpoint took them, UDP datagrams "
+	  "dropped for want of an endpoint (a TCP service port without "
+	  "endpoints stops listening: the kernel refuses those clients)",
 	  NULL, NULL, ANY_PROTO, v_noep },
 	{ "kuproxy_service_connect_failures_total", "counter",
 	  "Failed attempts to connect to an endpoint (UDP: refusals)", NULL,

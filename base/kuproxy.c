@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -138,10 +139,15 @@ daemon_on_hup(evutil_socket_t sig, short events, void *arg)
 {
 	struct daemon	*d = arg;
 	struct conf	 n;
+	struct timespec	 ts;
 	char		 err[512];
 	int		 ok = 1;
 
-	sd_notify_send("RELOADING=1");
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	/* systemd's notify-reload wants the time the reload started. */
+	sd_notifyf("RELOADING=1\nMONOTONIC_USEC=%llu",
+	    (unsigned long long)ts.tv_sec * 1000000 +
+	    (unsigned long long)ts.tv_nsec / 1000);
 	log_info("SIGHUP: re-reading the configuration and the service file");
 	conf_defaults(&n);
 	if (conf_parse_args(&n, d->argc, d->argv, err, sizeof(err)) == -1) {

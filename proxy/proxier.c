@@ -74,7 +74,7 @@ struct proxier {
 	long long		 retry_ms;	/* back-off after a failed sync */
 	/* Health and metrics. */
 	long long		 queued_ms;	/* monotonic; 0: nothing waits */
-	double			 queued_wall;
+	double			 queued_wall;	/* the last change queued */
 	double			 last_sync_wall;
 	uint64_t		 service_changes, endpoint_changes;
 	uint64_t		 service_changes_pending;
@@ -107,10 +107,9 @@ static void
 proxier_queue(struct proxier *px)
 {
 	px->rules_dirty = true;
-	if (px->queued_ms == 0) {
+	px->queued_wall = wall_now();
+	if (px->queued_ms == 0)
 		px->queued_ms = now_ms();
-		px->queued_wall = wall_now();
-	}
 }
 
 static void
@@ -329,10 +328,13 @@ proxier_diff_cb(const struct svc_diff_entry *e, void *arg)
 			proxier_add(px, e->new_svc, e->new_port);
 			break;
 		}
-		/* UDP clients may hold conntrack entries from before. */
+		/*
+		 * UDP clients may hold conntrack entries that lead to the old
+		 * portal.  An endpoint change needs no flush: the portal and
+		 * the proxy port stay, so the entries stay right.
+		 */
 		if (n->pp->proto == SVC_PROTO_UDP &&
-		    (e->kind == SVC_DIFF_CHANGED ||
-		    lb_n_endpoints(n->pp->lb) == 0))
+		    e->kind == SVC_DIFF_CHANGED)
 			n->flush_conntrack = true;
 		pport_set_spec(n->pp, e->new_svc, e->new_port);
 		if (e->kind == SVC_DIFF_CHANGED) {
@@ -538,7 +540,7 @@ proxier_get_state(const struct proxier *px, struct proxier_state *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->last_sync_time = px->last_sync_wall;
-	st->last_queued_time = px->queued_ms != 0 ? px->queued_wall : 0;
+	st->last_queued_time = px->queued_wall;
 	st->queued_age_ms = px->queued_ms != 0 ? now_ms() - px->queued_ms : 0;
 	st->service_changes_total = px->service_changes;
 	st->endpoint_changes_total = px->endpoint_changes;
