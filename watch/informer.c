@@ -873,6 +873,24 @@ inf_describe(struct informer *inf, const struct informer_result *r,
 	    r->error != NULL ? "; " : "", r->error != NULL ? r->error : "");
 }
 
+/*
+ * A 401 after which the token file holds another token (rotated, and the
+ * old one revoked): the same request again at once, with the new token.
+ * Only a changed token skips the back-off, so a server that refuses every
+ * token cannot make us spin.
+ */
+static bool
+inf_auth_renewed(struct informer *inf, const struct informer_result *r,
+    const char *what, struct informer_next *next)
+{
+	if (r->status != 401 || !r->auth_renewed)
+		return (false);
+	log_info("%s: %s: 401 Unauthorized; the token file holds a new token, "
+	    "retrying with it", inf->name, what);
+	inf_next(next, inf->step, 0);
+	return (true);
+}
+
 static void
 inf_list_failed(struct informer *inf, const struct informer_result *r,
     long long now_ms, struct informer_next *next, const char *why)
@@ -910,6 +928,8 @@ inf_list_failed(struct informer *inf, const struct informer_result *r,
 		inf_next(next, INFORMER_LIST, 0);
 		return;
 	}
+	if (why == NULL && inf_auth_renewed(inf, r, "list", next))
+		return;
 	delay = inf_backoff(inf, r, now_ms);
 	log_warnx("%s: list failed: %s; retrying in %.1f s%s", inf->name, desc,
 	    (double)delay / 1000, inf->synced ? "; the last table stays in "
@@ -1117,6 +1137,8 @@ inf_watch_done(struct informer *inf, const struct informer_result *r,
 		inf_next(next, INFORMER_LIST, delay);
 		return;
 	}
+	if (inf_auth_renewed(inf, r, "watch", next))
+		return;
 	if (code == 504 && too_large)
 		inf->list_mode = INF_LIST_UNSET;
 	delay = inf_backoff(inf, r, now_ms);

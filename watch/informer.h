@@ -50,6 +50,7 @@ struct informer_result {
 	long		 status;	/* HTTP status, 0 when no response came */
 	const char	*error;		/* transport error, or NULL */
 	long		 retry_after_s;	/* Retry-After, 0 when absent */
+	bool		 auth_renewed;	/* a 401, and a new token is at hand */
 };
 
 struct informer_config {

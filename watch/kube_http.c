@@ -53,6 +53,7 @@ struct kube_http_req {
 	struct curl_slist	*headers;
 	struct curl_slist	*connect_to;
 	struct kube_http_cb	 cb;
+	char			*token;		/* the one sent, or NULL */
 	bool			 aborted;
 	char			 errbuf[CURL_ERROR_SIZE];
 };
@@ -74,6 +75,9 @@ kube_http_req_free(struct kube_http_req *req)
 		curl_easy_cleanup(req->easy);
 	curl_slist_free_all(req->headers);
 	curl_slist_free_all(req->connect_to);
+	if (req->token != NULL)
+		explicit_bzero(req->token, strlen(req->token));
+	free(req->token);
 	free(req);
 }
 
@@ -86,6 +90,7 @@ kube_http_check_done(struct kube_http *kh)
 	CURLMsg			*msg;
 	CURLcode		 code;
 	curl_off_t		 ra = 0;
+	const char		*tok;
 	char			*priv;
 	int			 left;
 
@@ -106,9 +111,26 @@ kube_http_check_done(struct kube_http *kh)
 		if (code != CURLE_OK)
 			res.error = req->errbuf[0] != '\0' ? req->errbuf :
 			    curl_easy_strerror(code);
+		if (code == CURLE_PEER_FAILED_VERIFICATION) {
+			/* Say where the CA came from: the usual culprit. */
+			snprintf(req->errbuf + strlen(req->errbuf),
+			    sizeof(req->errbuf) - strlen(req->errbuf),
+			    " (the server's certificate does not verify "
+			    "against the CA of %s)", kh->creds->origin != NULL ?
+			    kh->creds->origin : "the configuration");
+			res.error = req->errbuf;
+		}
 		curl_multi_remove_handle(kh->multi, req->easy);
-		if (res.status == 401)
+		if (res.status == 401) {
+			/*
+			 * The token was revoked or rotated: re-read it now, so
+			 * that the owner can retry at once if it changed.
+			 */
 			kube_creds_token_invalidate(kh->creds);
+			tok = kube_creds_token(kh->creds, kube_http_now_ms());
+			res.auth_renewed = tok != NULL && (req->token == NULL ||
+			    strcmp(tok, req->token) != 0);
+		}
 		req->cb.on_done(&res, req->cb.arg);
 		kube_http_req_free(req);
 	}
@@ -391,6 +413,8 @@ kube_http_headers(struct kube_http_req *req, const char *token)
 		return (-1);
 	req->headers = h;
 	if (token != NULL) {
+		if ((req->token = strdup(token)) == NULL)
+			return (-1);
 		if (asprintf(&auth, "Authorization: Bearer %s", token) == -1)
 			return (-1);
 		h = curl_slist_append(req->headers, auth);

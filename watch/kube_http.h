@@ -23,7 +23,8 @@ struct kube_http_result {
 	const char	*error;		/* NULL when the transfer completed */
 	long		 retry_after_s;	/* Retry-After, 0 when absent */
 	bool		 aborted;	/* on_data asked to stop */
-	bool		 no_connection;	/* nothing reached the server */
+	/* A 401, and the credentials now hold a token other than the one sent. */
+	bool		 auth_renewed;
 };
 
 struct kube_http_cb {

@@ -251,6 +251,7 @@ sa_on_done(const struct kube_http_result *hr, void *arg)
 	ir.status = hr->status;
 	ir.error = hr->aborted ? NULL : hr->error;
 	ir.retry_after_s = hr->retry_after_s;
+	ir.auth_renewed = hr->auth_renewed;
 	informer_done(r->inf, &ir, kube_http_now_ms(), &next);
 	sa_schedule(r, &next);
 }

@@ -112,7 +112,7 @@ static void
 do_list(struct informer *inf, long status, const char *body, long long now,
     struct informer_next *next)
 {
-	struct informer_result	 r = { status, NULL, 0 };
+	struct informer_result	 r = { status, NULL, 0, false };
 	char			 path[1024];
 
 	request(inf, INFORMER_LIST, path, sizeof(path));
@@ -326,7 +326,7 @@ Test(informer, deleted_removes_and_the_stream_end_rewatches_from_last_rv)
 {
 	struct tctx		 t = { 0, 0 };
 	struct informer		*inf = synced_informer(&t);
-	struct informer_result	 r = { 200, NULL, 0 };
+	struct informer_result	 r = { 200, NULL, 0, false };
 	struct informer_next	 next;
 	const char		*ev = event("DELETED",
 				    svc_obj("web", "10.96.0.10", 80, "150"));
@@ -348,7 +348,7 @@ Test(informer, reset_stream_with_events_rewatches_at_once)
 {
 	struct tctx		 t = { 0, 0 };
 	struct informer		*inf = synced_informer(&t);
-	struct informer_result	 r = { 200, "Connection reset by peer", 0 };
+	struct informer_result	 r = { 200, "Connection reset by peer", 0, false };
 	struct informer_next	 next;
 	const char		*ev = event("ADDED",
 				    svc_obj("x", "10.96.0.20", 80, "101"));
@@ -368,7 +368,7 @@ Test(informer, short_empty_watch_backs_off_and_relists)
 {
 	struct tctx		 t = { 0, 0 };
 	struct informer		*inf = synced_informer(&t);
-	struct informer_result	 r = { 200, NULL, 0 };
+	struct informer_result	 r = { 200, NULL, 0, false };
 	struct informer_next	 next;
 	char			 path[1024];
 
@@ -393,7 +393,7 @@ Test(informer, error_410_relists_at_once_then_backs_off_when_repeated)
 {
 	struct tctx		 t = { 0, 0 };
 	struct informer		*inf = synced_informer(&t);
-	struct informer_result	 r = { 200, NULL, 0 };
+	struct informer_result	 r = { 200, NULL, 0, false };
 	struct informer_next	 next;
 	const char		*ev = event("ERROR", "{\"kind\":\"Status\","
 				    "\"apiVersion\":\"v1\",\"metadata\":{},"
@@ -425,7 +425,7 @@ Test(informer, error_500_event_backs_off_and_relists)
 {
 	struct tctx		 t = { 0, 0 };
 	struct informer		*inf = synced_informer(&t);
-	struct informer_result	 r = { 200, NULL, 0 };
+	struct informer_result	 r = { 200, NULL, 0, false };
 	struct informer_next	 next;
 	const char		*ev = event("ERROR", "{\"kind\":\"Status\","
 				    "\"code\":500,\"reason\":\"InternalError\","
@@ -443,7 +443,7 @@ Test(informer, undecodable_line_ends_the_watch)
 {
 	struct tctx		 t = { 0, 0 };
 	struct informer		*inf = synced_informer(&t);
-	struct informer_result	 r = { 200, NULL, 0 };
+	struct informer_result	 r = { 200, NULL, 0, false };
 	struct informer_next	 next;
 	const char		*bad = "{\"type\":\"ADDED\",\"object\":{]}\n";
 
@@ -513,7 +513,7 @@ Test(informer, paged_list_keeps_the_old_cache_until_the_last_page)
 {
 	struct tctx		 t = { 0, 0 };
 	struct informer		*inf = synced_informer(&t);
-	struct informer_result	 r410 = { 410, NULL, 0 };
+	struct informer_result	 r410 = { 410, NULL, 0, false };
 	struct informer_next	 next;
 	char			 path[1024];
 	const char		*st = "{\"kind\":\"Status\",\"apiVersion\":\"v1\","
@@ -579,8 +579,8 @@ Test(informer, failed_lists_back_off_and_honour_retry_after)
 {
 	struct tctx		 t = { 0, 0 };
 	struct informer		*inf = new_informer(INFORMER_SERVICES, &t);
-	struct informer_result	 refused = { 0, "Connection refused", 0 };
-	struct informer_result	 busy = { 429, NULL, 7 };
+	struct informer_result	 refused = { 0, "Connection refused", 0, false };
+	struct informer_result	 busy = { 429, NULL, 7, false };
 	struct informer_next	 next;
 
 	informer_begin(inf, INFORMER_LIST, 0);
@@ -598,8 +598,8 @@ Test(informer, refused_watch_retries_the_watch_without_relisting)
 {
 	struct tctx		 t = { 0, 0 };
 	struct informer		*inf = synced_informer(&t);
-	struct informer_result	 refused = { 0, "Connection refused", 0 };
-	struct informer_result	 forbidden = { 403, NULL, 0 };
+	struct informer_result	 refused = { 0, "Connection refused", 0, false };
+	struct informer_result	 forbidden = { 403, NULL, 0, false };
 	struct informer_next	 next;
 
 	informer_begin(inf, INFORMER_WATCH, 0);
@@ -899,9 +899,33 @@ Test(informer_loopback, first_table_waits_for_both_lists_then_follows_events,
 	cr_assert_eq(fa.n_lists[0], 1);
 	cr_assert_eq(fa.n_lists[1], 1);
 	source_api_free(sa);
+	conf_clear(&conf);
 	for (i = 0; i < fa.n_tables; i++)
 		svctab_unref(fa.tables[i]);
 	event_free(fa.ev_timeout);
 	evhttp_free(fa.http);
 	event_base_free(fa.base);
+}
+
+Test(informer, unauthorized_retries_at_once_only_with_a_new_token)
+{
+	struct tctx		 t = { 0, 0 };
+	struct informer		*inf = synced_informer(&t);
+	struct informer_result	 renewed = { 401, NULL, 0, true };
+	struct informer_result	 same = { 401, NULL, 0, false };
+	struct informer_next	 next;
+
+	informer_begin(inf, INFORMER_WATCH, 0);
+	informer_done(inf, &renewed, 0, &next);
+	cr_assert_eq(next.step, INFORMER_WATCH);
+	cr_assert_eq(next.delay_ms, 0);
+	informer_begin(inf, INFORMER_WATCH, 0);
+	informer_done(inf, &same, 0, &next);
+	cr_assert_eq(next.step, INFORMER_LIST);
+	cr_assert_eq(next.delay_ms, 800);
+	informer_begin(inf, INFORMER_LIST, 800);
+	informer_done(inf, &renewed, 800, &next);
+	cr_assert_eq(next.step, INFORMER_LIST);
+	cr_assert_eq(next.delay_ms, 0);
+	informer_free(inf);
 }
