@@ -636,6 +636,89 @@ fail:
 	return NULL;
 }
 
+/* Builder. */
+
+static int
+builder_grow(void **arr, size_t *cap, size_t n, size_t elem)
+{
+	void	*p;
+	size_t	 ncap;
+
+	if (n < *cap)
+		return 0;
+	ncap = *cap == 0 ? 64 : *cap * 2;
+	if ((p = reallocarray(*arr, ncap, elem)) == NULL)
+		return -1;
+	*arr = p;
+	*cap = ncap;
+	return 0;
+}
+
+int
+svctab_builder_add_svc(struct svctab_builder *b, struct svc *s)
+{
+	if (builder_grow((void **)&b->svcs, &b->cap_svcs, b->n_svcs,
+	    sizeof(*b->svcs)) == -1) {
+		svc_unref(s);
+		return -1;
+	}
+	b->svcs[b->n_svcs++] = s;
+	return 0;
+}
+
+int
+svctab_builder_add_slice(struct svctab_builder *b, struct slice *sl)
+{
+	if (builder_grow((void **)&b->slices, &b->cap_slices, b->n_slices,
+	    sizeof(*b->slices)) == -1) {
+		if (b->owns_slices)
+			slice_free(sl);
+		return -1;
+	}
+	b->slices[b->n_slices++] = sl;
+	return 0;
+}
+
+struct svctab *
+svctab_builder_build(struct svctab_builder *b, const struct svctab *prev)
+{
+	struct svctab *t;
+
+	t = svctab_build(b->svcs, b->n_svcs, b->slices, b->n_slices, prev);
+	b->n_svcs = 0;
+	return t;
+}
+
+void
+svctab_builder_clear(struct svctab_builder *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->n_svcs; i++)
+		svc_unref(b->svcs[i]);
+	for (i = 0; b->owns_slices && i < b->n_slices; i++)
+		slice_free(b->slices[i]);
+	free(b->svcs);
+	free(b->slices);
+	b->svcs = NULL;
+	b->slices = NULL;
+	b->n_svcs = b->cap_svcs = b->n_slices = b->cap_slices = 0;
+}
+
+bool
+svctab_same(const struct svctab *a, const struct svctab *b)
+{
+	size_t i;
+
+	if (a == NULL || b == NULL || a->n_svcs != b->n_svcs)
+		return false;
+	for (i = 0; i < a->n_svcs; i++)
+		if (a->svcs[i] != b->svcs[i] &&
+		    !svc_equal(a->svcs[i], b->svcs[i]))
+			return false;
+	return true;
+}
+
 /* Diff. */
 
 static const struct svc_port *

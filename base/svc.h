@@ -179,6 +179,36 @@ struct svctab	*svctab_build(struct svc **svcs, size_t n_svcs,
 		    struct slice *const *slices, size_t n_slices,
 		    const struct svctab *prev);
 
+/*
+ * Collects what a source decoded, then builds a table from it with
+ * svctab_build().  Services are the builder's until built; slices are the
+ * builder's only when owns_slices is set (a source that keeps its own
+ * slices, like the API cache, lends them).
+ */
+struct svctab_builder {
+	struct svc	**svcs;
+	size_t		  n_svcs, cap_svcs;
+	struct slice	**slices;
+	size_t		  n_slices, cap_slices;
+	bool		  owns_slices;
+};
+
+/* Add a service (taken over; freed on failure).  0 or -1 (ENOMEM). */
+int		 svctab_builder_add_svc(struct svctab_builder *, struct svc *);
+/* Add a slice (taken over if owns_slices; freed then on failure).  0 or -1. */
+int		 svctab_builder_add_slice(struct svctab_builder *, struct slice *);
+/*
+ * svctab_build() over what was added.  The services go to the table (or are
+ * freed if it fails); slices stay until svctab_builder_clear().
+ */
+struct svctab	*svctab_builder_build(struct svctab_builder *,
+		    const struct svctab *prev);
+/* Free what the builder still holds; it can be used again. */
+void		 svctab_builder_clear(struct svctab_builder *);
+
+/* Same services, by identity (svctab_build keeps it) or by value. */
+bool		 svctab_same(const struct svctab *, const struct svctab *);
+
 /* Deep equality of two services (identity, spec and endpoints). */
 bool		 svc_equal(const struct svc *, const struct svc *);
 

@@ -54,32 +54,13 @@ struct source_api {
 	struct svctab		*current;	/* last published, our ref */
 };
 
-/* What one table build collects. */
+/* What one table build collects: the slices stay the informer's. */
 struct sa_batch {
-	struct svc	**svcs;
-	size_t		  n_svcs, cap_svcs;
-	struct slice	**slices;
-	size_t		  n_slices, cap_slices;
-	bool		  failed;
+	struct svctab_builder	build;
+	bool			failed;
 };
 
 static void	sa_run(struct sa_resource *);
-
-static int
-sa_grow(void **arr, size_t *cap, size_t n, size_t elem)
-{
-	void	*p;
-	size_t	 ncap;
-
-	if (n < *cap)
-		return (0);
-	ncap = *cap == 0 ? 64 : *cap * 2;
-	if ((p = reallocarray(*arr, ncap, elem)) == NULL)
-		return (-1);
-	*arr = p;
-	*cap = ncap;
-	return (0);
-}
 
 static void
 sa_collect_service(const char *key, json_object *obj, struct slice *sl,
@@ -94,13 +75,8 @@ sa_collect_service(const char *key, json_object *obj, struct slice *sl,
 		log_warnx("services: %s; skipped", err);
 		return;
 	}
-	if (sa_grow((void **)&b->svcs, &b->cap_svcs, b->n_svcs,
-	    sizeof(*b->svcs)) == -1) {
-		svc_unref(svc);
+	if (svctab_builder_add_svc(&b->build, svc) == -1)
 		b->failed = true;
-		return;
-	}
-	b->svcs[b->n_svcs++] = svc;
 }
 
 static void
@@ -111,27 +87,8 @@ sa_collect_slice(const char *key, json_object *obj, struct slice *sl,
 
 	if (sl == NULL)
 		return;
-	if (sa_grow((void **)&b->slices, &b->cap_slices, b->n_slices,
-	    sizeof(*b->slices)) == -1) {
+	if (svctab_builder_add_slice(&b->build, sl) == -1)
 		b->failed = true;
-		return;
-	}
-	b->slices[b->n_slices++] = sl;
-}
-
-/* Same services, by identity (svctab_build keeps it) or by value. */
-static bool
-sa_same_table(const struct svctab *a, const struct svctab *b)
-{
-	size_t	 i;
-
-	if (a == NULL || b == NULL || a->n_svcs != b->n_svcs)
-		return (false);
-	for (i = 0; i < a->n_svcs; i++)
-		if (a->svcs[i] != b->svcs[i] &&
-		    !svc_equal(a->svcs[i], b->svcs[i]))
-			return (false);
-	return (true);
 }
 
 /* Build a table from both caches and publish it if it differs. */
@@ -141,7 +98,6 @@ sa_publish(struct source_api *sa)
 	struct sa_batch		 b;
 	struct svctab		*tab;
 	struct svctab_stats	 st;
-	size_t			 i;
 
 	memset(&b, 0, sizeof(b));
 	informer_walk(sa->res[INFORMER_SERVICES].inf, sa_collect_service, &b);
@@ -150,20 +106,16 @@ sa_publish(struct source_api *sa)
 	if (b.failed) {
 		log_warnx("api: out of memory building the service table; "
 		    "the last table stays in force");
-		for (i = 0; i < b.n_svcs; i++)
-			svc_unref(b.svcs[i]);
 		goto out;
 	}
-	/* The table takes the services; the slices stay the informer's. */
-	tab = svctab_build(b.svcs, b.n_svcs, b.slices, b.n_slices,
-	    sa->current);
+	tab = svctab_builder_build(&b.build, sa->current);
 	if (tab == NULL) {
 		log_warnx("api: out of memory building the service table; "
 		    "the last table stays in force");
 		goto out;
 	}
 	sa->last_publish_ms = kube_http_now_ms();
-	if (sa_same_table(sa->current, tab)) {
+	if (svctab_same(sa->current, tab)) {
 		log_debug("api: service table unchanged");
 		svctab_unref(tab);
 		goto out;
@@ -175,8 +127,7 @@ sa_publish(struct source_api *sa)
 	sa->current = svctab_ref(tab);
 	sa->cb(tab, sa->arg);
  out:
-	free(b.svcs);
-	free(b.slices);
+	svctab_builder_clear(&b.build);
 }
 
 static void

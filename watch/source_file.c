@@ -67,43 +67,20 @@ struct source_file {
 
 /* What one reading collects before anything is published. */
 struct source_file_batch {
-	const char	 *path;
-	struct svc	**svcs;
-	size_t		  n_svcs, cap_svcs;
-	struct slice	**slices;
-	size_t		  n_slices, cap_slices;
-	size_t		  n_errors;	/* failed objects, allocations */
+	const char		*path;
+	struct svctab_builder	 build;		/* owns its slices */
+	size_t			 n_errors;	/* failed objects, allocations */
 };
-
-static int
-batch_grow(void **arr, size_t *cap, size_t n, size_t elem)
-{
-	void	*p;
-	size_t	 ncap;
-
-	if (n < *cap)
-		return (0);
-	ncap = *cap == 0 ? 64 : *cap * 2;
-	if ((p = reallocarray(*arr, ncap, elem)) == NULL)
-		return (-1);
-	*arr = p;
-	*cap = ncap;
-	return (0);
-}
 
 static void
 batch_on_service(struct svc *svc, void *arg)
 {
 	struct source_file_batch *b = arg;
 
-	if (batch_grow((void **)&b->svcs, &b->cap_svcs, b->n_svcs,
-	    sizeof(*b->svcs)) == -1) {
+	if (svctab_builder_add_svc(&b->build, svc) == -1) {
 		log_warnx("service file %s: out of memory", b->path);
 		b->n_errors++;
-		svc_unref(svc);
-		return;
 	}
-	b->svcs[b->n_svcs++] = svc;
 }
 
 static void
@@ -111,14 +88,10 @@ batch_on_slice(struct slice *sl, void *arg)
 {
 	struct source_file_batch *b = arg;
 
-	if (batch_grow((void **)&b->slices, &b->cap_slices, b->n_slices,
-	    sizeof(*b->slices)) == -1) {
+	if (svctab_builder_add_slice(&b->build, sl) == -1) {
 		log_warnx("service file %s: out of memory", b->path);
 		b->n_errors++;
-		slice_free(sl);
-		return;
 	}
-	b->slices[b->n_slices++] = sl;
 }
 
 static void
@@ -129,23 +102,6 @@ batch_on_error(const char *msg, void *arg)
 	/* A file of 10,000 bad objects should not flood the log. */
 	if (b->n_errors++ < SOURCE_FILE_MAX_ERRORS)
 		log_warnx("%s", msg);
-}
-
-/* Frees the slices and whatever services were not handed to a table. */
-static void
-batch_clear(struct source_file_batch *b)
-{
-	size_t	 i;
-
-	for (i = 0; i < b->n_svcs; i++)
-		svc_unref(b->svcs[i]);
-	for (i = 0; i < b->n_slices; i++)
-		slice_free(b->slices[i]);
-	free(b->svcs);
-	free(b->slices);
-	b->svcs = NULL;
-	b->slices = NULL;
-	b->n_svcs = b->n_slices = 0;
 }
 
 /* Decode every document into b.  Returns 0 when all objects were good. */
@@ -172,21 +128,6 @@ source_file_decode(struct source_file *sf, json_object *docs,
 		log_warnx("service file %s: %zu more errors not shown",
 		    sf->path, b->n_errors - SOURCE_FILE_MAX_ERRORS);
 	return (b->n_errors == 0 ? 0 : -1);
-}
-
-/* Same services, by identity (svctab_build keeps it) or by value. */
-static bool
-source_file_same_table(const struct svctab *a, const struct svctab *b)
-{
-	size_t	 i;
-
-	if (a == NULL || b == NULL || a->n_svcs != b->n_svcs)
-		return (false);
-	for (i = 0; i < a->n_svcs; i++)
-		if (a->svcs[i] != b->svcs[i] &&
-		    !svc_equal(a->svcs[i], b->svcs[i]))
-			return (false);
-	return (true);
 }
 
 static void
@@ -219,6 +160,7 @@ source_file_load(struct source_file *sf)
 
 	memset(&b, 0, sizeof(b));
 	b.path = sf->path;
+	b.build.owns_slices = true;
 	if ((buf = yamljson_read_file(sf->path, SOURCE_FILE_MAX_BYTES, &len,
 	    err, sizeof(err))) == NULL) {
 		if (errno == ENOENT)
@@ -242,18 +184,15 @@ source_file_load(struct source_file *sf)
 		    b.n_errors == 1 ? "" : "s");
 		goto fail;
 	}
-	/* The table owns the services from here on, even when it fails. */
-	tab = svctab_build(b.svcs, b.n_svcs, b.slices, b.n_slices,
-	    sf->current);
-	b.n_svcs = 0;
+	tab = svctab_builder_build(&b.build, sf->current);
 	if (tab == NULL) {
 		log_warnx("service file %s: out of memory building the table",
 		    sf->path);
 		goto fail;
 	}
-	batch_clear(&b);
+	svctab_builder_clear(&b.build);
 	json_object_put(docs);
-	if (source_file_same_table(sf->current, tab)) {
+	if (svctab_same(sf->current, tab)) {
 		log_debug("service file %s: unchanged", sf->path);
 		svctab_unref(tab);
 		return (0);
@@ -261,7 +200,7 @@ source_file_load(struct source_file *sf)
 	source_file_publish(sf, tab);
 	return (0);
  fail:
-	batch_clear(&b);
+	svctab_builder_clear(&b.build);
 	json_object_put(docs);
 	return (-1);
 }

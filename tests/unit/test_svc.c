@@ -431,3 +431,30 @@ Test(svc, stats_count_proxied_ports_and_endpoints)
 	svctab_unref(t);
 	slice_free(sl);
 }
+
+Test(svc, builder_collects_and_builds_and_same_table_compares_by_value)
+{
+	struct svctab_builder	 b = { .owns_slices = true };
+	struct slice		*sl = mk_slice("default", "web-1", "web");
+	struct svc		*web = mk_svc("default", "web", "10.96.0.10");
+	struct svctab		*t1, *t2;
+
+	add_port(web, "", SVC_PROTO_TCP, 80, 0);
+	slice_port(sl, "", SVC_PROTO_TCP, 8080);
+	slice_ep(sl, "10.244.1.2", READY);
+	cr_assert_eq(svctab_builder_add_svc(&b, web), 0);
+	cr_assert_eq(svctab_builder_add_slice(&b, sl), 0);
+	t1 = svctab_builder_build(&b, NULL);
+	cr_assert_not_null(t1);
+	cr_assert_eq(t1->svcs[0]->ports[0].n_endpoints, 1);
+	svctab_builder_clear(&b);	/* frees the slice it owns */
+
+	web = mk_svc("default", "web", "10.96.0.10");
+	add_port(web, "", SVC_PROTO_TCP, 80, 0);
+	t2 = table_of(web, NULL, NULL);
+	cr_assert_not(svctab_same(t1, t2), "the endpoints differ");
+	cr_assert(svctab_same(t1, t1));
+	cr_assert_not(svctab_same(NULL, t1));
+	svctab_unref(t1);
+	svctab_unref(t2);
+}
