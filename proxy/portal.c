@@ -141,12 +141,40 @@ static int
 portal_save(enum conf_iptables_backend backend, int family,
     struct portal_run *run)
 {
-	const char *const	 argv[] = { portal_tool(backend, family, true),
-	    NULL };
+	/*
+	 * Table by table: without -t, iptables-legacy-save lists the tables
+	 * from /proc/net/ip_tables_names, which only root may read, and
+	 * kuproxy may run as a user with capabilities only.  mangle holds
+	 * kubelet's hint chain for the backend choice and may be absent.
+	 */
+	static const char *const tables[] = { "nat", "filter", "mangle" };
+	struct portal_run	 one;
+	char			*out;
+	size_t			 i;
 
-	if (portal_exec(argv, NULL, run) == -1 || run->status != 0) {
-		portal_run_clear(run);
-		return -1;
+	memset(run, 0, sizeof(*run));
+	for (i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+		const char *const argv[] = { portal_tool(backend, family, true),
+		    "-t", tables[i], NULL };
+
+		memset(&one, 0, sizeof(one));
+		if (portal_exec(argv, NULL, &one) == -1 || one.status != 0) {
+			portal_run_clear(&one);
+			if (strcmp(tables[i], "mangle") == 0)
+				continue;
+			portal_run_clear(run);
+			return -1;
+		}
+		if ((out = realloc(run->out, run->out_len + one.out_len +
+		    1)) == NULL) {
+			portal_run_clear(&one);
+			portal_run_clear(run);
+			return -1;
+		}
+		memcpy(out + run->out_len, one.out, one.out_len + 1);
+		run->out = out;
+		run->out_len += one.out_len;
+		portal_run_clear(&one);
 	}
 	return 0;
 }
