@@ -162,6 +162,11 @@ pport_close_socket(struct pport *pp)
 	pp->udp = NULL;
 }
 
+/*
+ * Hold n's node port (upstream's claimNodePort).  Called before every rule
+ * sync, so a port that was taken is tried again each time, as upstream
+ * did; a port already held is left alone, a changed one is swapped.
+ */
 static void
 proxier_claim_node_port(struct proxier *px, struct pport_node *n)
 {
@@ -229,7 +234,6 @@ proxier_add(struct proxier *px, struct svc *svc, const struct svc_port *port)
 	}
 	pport_update_listener(pp);
 	RB_INSERT(pport_tree, &px->ports, n);
-	proxier_claim_node_port(px, n);
 	log_info("%s: listening on proxy port %u", pp->key, pp->proxy_port);
 	n->flush_conntrack = pp->proto == SVC_PROTO_UDP;
 	proxier_queue(px);
@@ -337,10 +341,8 @@ proxier_diff_cb(const struct svc_diff_entry *e, void *arg)
 		    e->kind == SVC_DIFF_CHANGED)
 			n->flush_conntrack = true;
 		pport_set_spec(n->pp, e->new_svc, e->new_port);
-		if (e->kind == SVC_DIFF_CHANGED) {
-			proxier_claim_node_port(px, n);
+		if (e->kind == SVC_DIFF_CHANGED)
 			proxier_queue(px);
-		}
 		log_v(2, "%s: %s, %zu endpoints", n->pp->key,
 		    e->kind == SVC_DIFF_CHANGED ? "changed" :
 		    "endpoints changed", lb_n_endpoints(n->pp->lb));
@@ -348,26 +350,50 @@ proxier_diff_cb(const struct svc_diff_entry *e, void *arg)
 	}
 }
 
-/* Write the rules for every live port.  0 or -1. */
+/*
+ * Write the rules for every live port.  0 or -1.
+ *
+ * A node port that another process holds gets no NodePort rules, as
+ * upstream (B11): its traffic stays with that process instead of being
+ * taken from it, and the rules follow once a later sync can claim the
+ * port.  The port is then rendered from a copy with no node port.
+ */
 static int
 proxier_sync_rules(struct proxier *px)
 {
 	struct portal_port	*v = NULL;
+	struct svc_port		*unclaimed = NULL;
 	struct pport_node	*n;
 	size_t			 count = 0, i = 0;
 	int			 rc;
 
 	RB_FOREACH(n, pport_tree, &px->ports)
 		count++;
-	if (count > 0 && (v = calloc(count, sizeof(*v))) == NULL)
+	if (count > 0 && ((v = calloc(count, sizeof(*v))) == NULL ||
+	    (unclaimed = calloc(count, sizeof(*unclaimed))) == NULL)) {
+		free(v);
 		return -1;
+	}
 	RB_FOREACH(n, pport_tree, &px->ports) {
+		const struct svc_port *port = n->pp->port;
+
+		proxier_claim_node_port(px, n);
 		v[i].svc = n->pp->svc;
-		v[i].port = n->pp->port;
+		v[i].port = port;
 		v[i].proxy_port = n->pp->proxy_port;
+		if (port->node_port != 0 && n->claimed_port != port->node_port &&
+		    px->conf->iptables_backend != CONF_IPT_NONE) {
+			log_warnx("%s: node port %u is not ours; no NodePort "
+			    "rules for it until it is free", n->pp->key,
+			    port->node_port);
+			unclaimed[i] = *port;
+			unclaimed[i].node_port = 0;
+			v[i].port = &unclaimed[i];
+		}
 		i++;
 	}
 	rc = portal_sync(px->portal, v, count);
+	free(unclaimed);
 	free(v);
 	return rc;
 }

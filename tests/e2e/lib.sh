@@ -13,8 +13,9 @@
 # start).  POSIX sh: the tests run under /bin/sh.
 #
 # Environment: KUPROXY_BIN (the binary under test), KUPROXY_SRCDIR (the
-# source tree), KPT_RELAY_MODES (default "splice copy"), KPT_KEEP=1 keeps
-# the temp dir, KPT_PYTHON (default /usr/bin/python3).
+# source tree), KPT_RELAY_MODES (default "splice copy"), KPT_IPT_BACKENDS
+# (default "legacy nft", for the portal tests), KPT_KEEP=1 keeps the temp
+# dir, KPT_PYTHON (default /usr/bin/python3).
 #
 # A test: e2e_init; e2e_netns node (or e2e_topology); backend_start ...;
 # write $T/services.yaml; then for each mode in $KPT_RELAY_MODES:
@@ -28,6 +29,13 @@
 #   kuproxy_mark/_log_since/_wait_log   what kuproxy logged after a point
 #   replace_file                 write a file as editors do (rename over)
 #   count, distinct, now_ms      reading client output; time
+# and for the portal tests (kuproxy with iptables rules) and the demo:
+#   e2e_uplink, uplink_start     the node's uplink; "not intercepted" answers
+#   ipt_backends, relay_mode_for the backends to test ($KPT_IPT_BACKENDS)
+#   ipt_save, portal_rules, portal_all_rules, portal_wait   reading rules
+#   tally, ask, ask_until, expect_tally   who answered N connections
+#   port_bindable, kuproxy_kill  node port claims; a crash
+#   yaml_service, yaml_slice, yaml_list   services files
 # Helpers keep their scratch variables in _-prefixed globals (POSIX sh has
 # no local).
 
@@ -409,4 +417,295 @@ e2e_topology() {
 	} || e2e_error "veth for outside"
 	nsx "$NS_NODE" sysctl -qw net.ipv4.ip_forward=1 ||
 	    e2e_error "ip_forward in $NS_NODE"
+}
+
+# ----------------------------------------------------------------- portals
+#
+# For the tests that run kuproxy with iptables rules (tests/e2e/portal_*.sh)
+# and the demo: an uplink behind the node, the iptables backends to test,
+# reading kuproxy's rules, and clients tallied by who answered.
+
+# e2e_uplink [PREFIX...]: after e2e_topology, make the outside namespace the
+# node's uplink, as on a real node: the node's default route points at it
+# (so the node can route to any address, and kuproxy's host IP, found on the
+# default route's interface, is NODE_IP).  Each PREFIX becomes local to the
+# outside namespace, so traffic for it that leaves the node without being
+# intercepted ends there, where uplink_start answers it, instead of being
+# dropped silently.
+e2e_uplink() {
+	ip -n "$NS_NODE" route add default via "$OUT_IP" ||
+	    e2e_error "default route in $NS_NODE"
+	for _prefix in "$@"; do
+		ip -n "$NS_OUT" route add local "$_prefix" dev lo ||
+		    e2e_error "local route $_prefix in $NS_OUT"
+	done
+}
+
+# uplink_start PORT...: a backend answering "uplink" on every address of
+# the outside namespace, e2e_uplink's prefixes included, for each PORT.  A
+# client that reads "uplink" reached the world beyond the node: the node
+# did not intercept its connection.
+uplink_start() {
+	for _port in "$@"; do
+		e2e_bg "uplink-$_port" "$NS_OUT" "$KPT_PYTHON" "$TCPKIT" serve \
+		    --listen "0.0.0.0:$_port" --name uplink
+		e2e_wait_listen "$NS_OUT" "0.0.0.0:$_port" 10 ||
+		    e2e_error "uplink did not listen on port $_port"
+	done
+}
+
+# ipt_backends NS: those of $KPT_IPT_BACKENDS (default "legacy nft") whose
+# iptables-restore works inside NS, space-separated.  Says SKIP on stderr
+# for the others.
+ipt_backends() {
+	_usable=""
+	for _b in ${KPT_IPT_BACKENDS:-legacy nft}; do
+		if printf '*nat\nCOMMIT\n*filter\nCOMMIT\n' |
+		    nsx "$1" "iptables-$_b-restore" --noflush >/dev/null 2>&1; then
+			_usable="$_usable${_usable:+ }$_b"
+		else
+			echo "SKIP: iptables-$_b-restore does not work here" >&2
+		fi
+	done
+	echo "$_usable"
+}
+
+# relay_mode_for INDEX: the INDEXth (from 0) of $KPT_RELAY_MODES, cycling.
+# Portal tests pair each iptables backend with a relay mode instead of
+# running every combination: the rules and the relay do not interact.
+relay_mode_for() {
+	set -- "$1" $KPT_RELAY_MODES
+	_i=$(($1 % ($# - 1) + 2))
+	eval "echo \${$_i}"
+}
+
+# ipt_save NS BACKEND [6]: iptables-save (ip6tables-save with 6) of one
+# backend inside NS.
+ipt_save() {
+	nsx "$1" "ip${3:+6}tables-$2-save" 2>/dev/null
+}
+
+# portal_rules NS BACKEND: kuproxy's part of iptables-save, IPv4: the KUBE-
+# chains, their rules and the jumps into them, without counters, in
+# iptables-save's order (comparable before and after a change).
+portal_rules() {
+	ipt_save "$1" "$2" | grep -F 'KUBE-' | sed 's/ \[[0-9]*:[0-9]*\]$//'
+}
+
+# portal_all_rules NS: every line mentioning KUBE- in either backend, IPv4
+# and IPv6, each prefixed with the tool that printed it.
+portal_all_rules() {
+	for _b in legacy nft; do
+		for _f in "" 6; do
+			ipt_save "$1" "$_b" "$_f" | grep -F 'KUBE-' |
+			    sed "s/^/ip${_f}tables-$_b: /"
+		done
+	done
+}
+
+# portal_wait NS BACKEND ERE present|absent [SECONDS]: wait until
+# portal_rules has (or no longer has) a line matching ERE.  Returns 1 on
+# timeout.
+portal_wait() {
+	_deadline=$(($(now_ms) + ${5:-5} * 1000))
+	while :; do
+		if portal_rules "$1" "$2" | grep -qE -- "$3"; then
+			[ "$4" = present ] && return 0
+		else
+			[ "$4" = absent ] && return 0
+		fi
+		[ "$(now_ms)" -lt "$_deadline" ] || return 1
+		sleep 0.05
+	done
+}
+
+# tally FILE: a client output summed up as "NAME=COUNT ...", sorted by
+# name, e.g. "pod-1=2 pod-2=2 pod-3=2" or "ERROR:refused=1".
+tally() {
+	awk '{ n[$2]++ } END { for (w in n) print w "=" n[w] }' "$1" |
+	    sort | tr '\n' ' ' | sed 's/ $//'
+}
+
+# ask NS ADDR:PORT [COUNT [CLIENT ARGS...]]: COUNT (default 1) sequential
+# connections from NS, each reading until EOF with a 2 s timeout; prints
+# their tally.  Failures are part of the tally, not of the exit status.
+# The client's output stays in $T/ask.out.
+ask() {
+	_ns=$1
+	_to=$2
+	_n=${3:-1}
+	shift 2
+	[ $# -gt 0 ] && shift
+	client "$_ns" --connect "$_to" --count "$_n" --timeout 2 "$@" \
+	    >"$T/ask.out" 2>&1
+	tally "$T/ask.out"
+}
+
+# expect_tally WHAT WANT NS ADDR:PORT [COUNT [CLIENT ARGS...]]: ask, and
+# fail unless the tally is WANT; says ok with WHAT otherwise.  Messages
+# start with "$KPT_LABEL: " when it is set (a backend, a relay mode).
+expect_tally() {
+	_what=${KPT_LABEL:+$KPT_LABEL: }$1
+	_want=$2
+	shift 2
+	_got=$(ask "$@")
+	[ "$_got" = "$_want" ] ||
+	    fail "$_what ($1 to $2): got '$_got', want '$_want'"
+	ok "$_what: $_got"
+}
+
+# ask_until WANT MS NS ADDR:PORT [COUNT [CLIENT ARGS...]]: ask again until
+# the tally is WANT or MS milliseconds have passed.  Sets ASKED (the last
+# tally) and ASKED_MS (when it matched, from the call).  Returns 1 on
+# timeout.
+ask_until() {
+	_want=$1
+	_t0=$(now_ms)
+	_limit=$(($_t0 + $2))
+	shift 2
+	while :; do
+		ASKED=$(ask "$@")
+		ASKED_MS=$(($(now_ms) - _t0))
+		[ "$ASKED" = "$_want" ] && return 0
+		[ "$(now_ms)" -lt "$_limit" ] || return 1
+		sleep 0.05
+	done
+}
+
+# port_bindable NS PORT: whether a TCP server (socat, with SO_REUSEADDR as
+# most servers set it) can listen on 0.0.0.0:PORT in NS.  Prints "free" or
+# "in use" (socat's error is in $T/socat-bind.log).
+port_bindable() {
+	timeout 0.3 ip netns exec "$1" socat -u \
+	    "TCP-LISTEN:$2,reuseaddr" OPEN:/dev/null \
+	    >"$T/socat-bind.log" 2>&1
+	# Still listening when the timeout killed it: the bind worked.
+	if [ $? = 124 ]; then
+		echo free
+	else
+		echo "in use"
+	fi
+}
+
+# Stop kuproxy with SIGKILL, as a crash would: nothing of its own clean-up
+# runs.
+kuproxy_kill() {
+	kill -KILL "$KP_PID" 2>/dev/null || fail "kuproxy was not running"
+	wait "$KP_PID" 2>/dev/null
+	return 0
+}
+
+# ------------------------------------------------------- services files
+#
+# Services files as `kubectl get services,endpointslices -o yaml` prints
+# them: yaml_list wraps items that yaml_service and yaml_slice print.  Every
+# service has one TCP port named "http".
+
+# yaml_service NAME CLUSTER-IP PORT [KEY=VALUE...]: one Service in
+# namespace default.  CLUSTER-IP may be None (headless) or - (none, for
+# ExternalName).  Keys: type (ClusterIP), target (8080), node_port,
+# external_ips (comma-separated), lb_ip (status.loadBalancer ingress),
+# affinity (None or ClientIP), external_name.
+yaml_service() {
+	_ys_name=$1 _ys_cip=$2 _ys_port=$3
+	shift 3
+	_ys_type=ClusterIP _ys_target=8080 _ys_np="" _ys_ext="" _ys_lb=""
+	_ys_aff=None _ys_xname=""
+	for _kv in "$@"; do
+		case $_kv in
+		type=*) _ys_type=${_kv#*=} ;;
+		target=*) _ys_target=${_kv#*=} ;;
+		node_port=*) _ys_np=${_kv#*=} ;;
+		external_ips=*) _ys_ext=${_kv#*=} ;;
+		lb_ip=*) _ys_lb=${_kv#*=} ;;
+		affinity=*) _ys_aff=${_kv#*=} ;;
+		external_name=*) _ys_xname=${_kv#*=} ;;
+		*) e2e_error "yaml_service: unknown $_kv" ;;
+		esac
+	done
+	cat <<YAML
+- apiVersion: v1
+  kind: Service
+  metadata:
+    name: $_ys_name
+    namespace: default
+  spec:
+YAML
+	[ "$_ys_cip" = - ] || echo "    clusterIP: $_ys_cip"
+	[ -z "$_ys_xname" ] || echo "    externalName: $_ys_xname"
+	if [ -n "$_ys_ext" ]; then
+		echo "    externalIPs:"
+		echo "$_ys_ext" | tr ',' '\n' | sed 's/^/    - /'
+	fi
+	if [ "$_ys_type" != ExternalName ]; then
+		cat <<YAML
+    ports:
+    - name: http
+${_ys_np:+      nodePort: $_ys_np
+}      port: $_ys_port
+      protocol: TCP
+      targetPort: $_ys_target
+    selector:
+      app: $_ys_name
+    sessionAffinity: $_ys_aff
+YAML
+	fi
+	echo "    type: $_ys_type"
+	if [ -n "$_ys_lb" ]; then
+		cat <<YAML
+  status:
+    loadBalancer:
+      ingress:
+      - ip: $_ys_lb
+YAML
+	fi
+}
+
+# yaml_slice SERVICE PORT ADDRESS[:notready]...: one EndpointSlice of
+# SERVICE with endpoint port PORT (named "http"); an address with
+# ":notready" has conditions.ready false.
+yaml_slice() {
+	_ys_name=$1 _ys_port=$2
+	shift 2
+	cat <<YAML
+- addressType: IPv4
+  apiVersion: discovery.k8s.io/v1
+  endpoints:
+YAML
+	for _a in "$@"; do
+		_ys_ready=true
+		case $_a in
+		*:notready) _ys_ready=false _a=${_a%:notready} ;;
+		esac
+		cat <<YAML
+  - addresses:
+    - $_a
+    conditions:
+      ready: $_ys_ready
+      serving: $_ys_ready
+      terminating: false
+YAML
+	done
+	cat <<YAML
+  kind: EndpointSlice
+  metadata:
+    labels:
+      kubernetes.io/service-name: $_ys_name
+    name: $_ys_name-e2e01
+    namespace: default
+  ports:
+  - name: http
+    port: $_ys_port
+    protocol: TCP
+YAML
+}
+
+# yaml_list: the items on stdin, wrapped in a List.
+yaml_list() {
+	echo "apiVersion: v1"
+	echo "items:"
+	cat
+	echo "kind: List"
+	echo "metadata:"
+	echo "  resourceVersion: \"\""
 }
