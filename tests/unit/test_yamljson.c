@@ -19,12 +19,6 @@
 
 #include "base/yamljson.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define PARSE_BUDGET_S	3.0	/* sanitizers slow everything down */
-#else
-#define PARSE_BUDGET_S	0.5
-#endif
-
 static json_object *
 parse_ok(const char *text)
 {
@@ -347,24 +341,14 @@ Test(yamljson, kubectl_fixtures_parse_both_ways)
 	json_object_put(dy);
 }
 
-
-/* Valgrind runs code tens of times slower: time budgets mean nothing there. */
-static int
-under_valgrind(void)
-{
-	const char	*p = getenv("LD_PRELOAD");
-
-	return (p != NULL && strstr(p, "vgpreload") != NULL);
-}
-
-Test(yamljson, big_json_file_parses_fast)
+/* A large JSON list takes json-c's path whole; speed is the benchmarks'. */
+Test(yamljson, big_json_file_parses_whole)
 {
 	size_t		 cap = 16 << 20, len = 0, i;
 	char		*buf = malloc(cap), err[256];
-	json_object	*docs;
-	struct timespec	 t0, t1;
-	double		 s;
+	json_object	*docs, *items;
 
+	cr_assert_not_null(buf);
 	len += snprintf(buf + len, cap - len, "{\"kind\":\"List\",\"items\":[");
 	for (i = 0; i < 20000; i++)
 		len += snprintf(buf + len, cap - len, "%s{\"kind\":\"Service\","
@@ -374,13 +358,11 @@ Test(yamljson, big_json_file_parses_fast)
 		    "\"targetPort\":8080,\"protocol\":\"TCP\"}]}}", i ? "," : "",
 		    i, i, i / 256, i % 256);
 	len += snprintf(buf + len, cap - len, "]}");
-	/* CPU time: other tests may be running on the same cores. */
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
 	cr_assert_eq(yamljson_parse(buf, len, &docs, err, sizeof(err)), 0);
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
-	s = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
-	if (!under_valgrind())
-		cr_assert_lt(s, PARSE_BUDGET_S, "%zu bytes took %.3f s", len, s);
+	cr_assert_eq(json_object_array_length(docs), 1);
+	cr_assert(json_object_object_get_ex(json_object_array_get_idx(docs, 0),
+	    "items", &items));
+	cr_assert_eq(json_object_array_length(items), 20000);
 	json_object_put(docs);
 	free(buf);
 }
