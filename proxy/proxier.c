@@ -26,6 +26,7 @@
 #include "base/tree.h"
 #include "base/svc.h"
 #include "conf/conf.h"
+#include "proxy/claims.h"
 #include "proxy/lb.h"
 #include "proxy/listener.h"
 #include "proxy/portal.h"
@@ -43,8 +44,7 @@
 struct pport_node {
 	RB_ENTRY(pport_node)	 entry;
 	struct pport		*pp;
-	int			 claim_fd;	/* holds the node port, or -1 */
-	uint16_t		 claimed_port;
+	struct claim_set	 claims;	/* node port, local addresses */
 	bool			 flush_conntrack; /* UDP: after the next sync */
 };
 
@@ -80,6 +80,7 @@ struct proxier {
 	uint64_t		 service_changes_pending;
 	uint64_t		 restore_failures;
 	bool			 synced;
+	size_t			 diff_counts[4];	/* this apply's, by kind */
 	struct histogram	 sync_duration;
 	struct histogram	 programming_duration;
 };
@@ -167,23 +168,33 @@ pport_close_socket(struct pport *pp)
  * sync, so a port that was taken is tried again each time, as upstream
  * did; a port already held is left alone, a changed one is swapped.
  */
+/*
+ * Claim what n's port exposes on this node: its node port and its port on
+ * the local ones among its (allowed) external and load-balancer IPs.
+ */
 static void
-proxier_claim_node_port(struct proxier *px, struct pport_node *n)
+proxier_claim(struct proxier *px, struct pport_node *n,
+    const struct svc_ip *local, size_t n_local)
 {
-	const struct svc_port *port = n->pp->port;
+	const struct svc	*s = n->pp->svc;
+	const struct svc_port	*port = n->pp->port;
+	const struct portal_env	*env = portal_env(px->portal);
+	struct svc_ip		*ips;
+	size_t			 i, n_ips = 0;
 
-	if (n->claimed_port == port->node_port)
+	if (px->conf->iptables_backend == CONF_IPT_NONE)
 		return;
-	if (n->claim_fd != -1)
-		close(n->claim_fd);
-	n->claim_fd = -1;
-	n->claimed_port = 0;
-	if (port->node_port == 0 || px->portal == NULL ||
-	    px->conf->iptables_backend == CONF_IPT_NONE)
+	ips = calloc(s->n_external_ips + s->n_ingress_ips + 1, sizeof(*ips));
+	if (ips == NULL)
 		return;
-	n->claim_fd = portal_claim_port(port->proto, NULL, port->node_port);
-	if (n->claim_fd != -1)
-		n->claimed_port = port->node_port;
+	for (i = 0; i < s->n_external_ips; i++)
+		if (portal_external_ip_allowed(env, &s->external_ips[i]))
+			ips[n_ips++] = s->external_ips[i];
+	for (i = 0; i < s->n_ingress_ips; i++)
+		ips[n_ips++] = s->ingress_ips[i];
+	claim_set_update(&n->claims, n->pp->key, port->proto, port->node_port,
+	    port->port, ips, n_ips, local, n_local);
+	free(ips);
 }
 
 static void
@@ -215,7 +226,7 @@ proxier_add(struct proxier *px, struct svc *svc, const struct svc_port *port)
 	svc_port_key(svc, port, pp->key, sizeof(pp->key));
 	svc_port_display(svc, port, pp->display, sizeof(pp->display));
 	n->pp = pp;
-	n->claim_fd = -1;
+	claim_set_init(&n->claims);
 
 	/* The spec first: a UDP port reads it as soon as it opens. */
 	pport_set_spec(pp, svc, port);
@@ -266,8 +277,7 @@ proxier_remove(struct proxier *px, struct pport_node *n)
 	struct pport	**v;
 
 	RB_REMOVE(pport_tree, &px->ports, n);
-	if (n->claim_fd != -1)
-		close(n->claim_fd);
+	claim_set_release(&n->claims);
 	free(n);
 	pp->removed = true;
 	/* New clients of a removed service get no endpoint. */
@@ -311,6 +321,7 @@ proxier_diff_cb(const struct svc_diff_entry *e, void *arg)
 	struct proxier		*px = arg;
 	struct pport_node	*n;
 
+	px->diff_counts[e->kind]++;
 	if (e->kind == SVC_DIFF_ENDPOINTS)
 		px->endpoint_changes++;
 	else {
@@ -350,51 +361,99 @@ proxier_diff_cb(const struct svc_diff_entry *e, void *arg)
 	}
 }
 
+/* Keep the addresses whose claim another program holds out of ips. */
+static struct svc_ip *
+proxier_claimed_ips(const struct claim_set *cs, const struct svc_ip *ips,
+    size_t n, size_t *n_out)
+{
+	struct svc_ip	*v;
+	size_t		 i;
+
+	*n_out = 0;
+	if ((v = calloc(n + 1, sizeof(*v))) == NULL)
+		return NULL;
+	for (i = 0; i < n; i++)
+		if (!claim_set_lost_ip(cs, &ips[i]))
+			v[(*n_out)++] = ips[i];
+	return v;
+}
+
+/*
+ * What to render for n: its spec, or a copy without what another program
+ * holds.  Copies are shallow except for the address lists, which the
+ * caller frees.
+ */
+static void
+proxier_render_spec(struct proxier *px, struct pport_node *n,
+    struct svc *svc_copy,
+    struct svc_port *port_copy, struct portal_port *out)
+{
+	const struct svc	*s = n->pp->svc;
+	const struct svc_port	*port = n->pp->port;
+
+	out->svc = s;
+	out->port = port;
+	out->proxy_port = n->pp->proxy_port;
+	if (port->node_port != 0 && n->claims.node_port != port->node_port &&
+	    px->conf->iptables_backend != CONF_IPT_NONE) {
+		log_warnx("%s: node port %u is not ours; no NodePort rules for "
+		    "it until it is free", n->pp->key, port->node_port);
+		*port_copy = *port;
+		port_copy->node_port = 0;
+		out->port = port_copy;
+	}
+	*svc_copy = *s;
+	svc_copy->external_ips = proxier_claimed_ips(&n->claims,
+	    s->external_ips, s->n_external_ips, &svc_copy->n_external_ips);
+	svc_copy->ingress_ips = proxier_claimed_ips(&n->claims,
+	    s->ingress_ips, s->n_ingress_ips, &svc_copy->n_ingress_ips);
+	if (svc_copy->external_ips != NULL && svc_copy->ingress_ips != NULL)
+		out->svc = svc_copy;
+}
+
 /*
  * Write the rules for every live port.  0 or -1.
  *
- * A node port that another process holds gets no NodePort rules, as
- * upstream (B11): its traffic stays with that process instead of being
- * taken from it, and the rules follow once a later sync can claim the
- * port.  The port is then rendered from a copy with no node port.
+ * What another program holds (a node port, a local external or ingress
+ * IP's port) gets no rules, as upstream (B11): its traffic stays with that
+ * program instead of being taken from it, and the rules follow once a
+ * later sync can claim it.
  */
 static int
 proxier_sync_rules(struct proxier *px)
 {
 	struct portal_port	*v = NULL;
-	struct svc_port		*unclaimed = NULL;
+	struct svc_port		*ports = NULL;
+	struct svc		*svcs = NULL;
+	struct svc_ip		*local = NULL;
 	struct pport_node	*n;
-	size_t			 count = 0, i = 0;
-	int			 rc;
+	size_t			 count = 0, i, n_local = 0;
+	int			 rc = -1;
 
 	RB_FOREACH(n, pport_tree, &px->ports)
 		count++;
 	if (count > 0 && ((v = calloc(count, sizeof(*v))) == NULL ||
-	    (unclaimed = calloc(count, sizeof(*unclaimed))) == NULL)) {
-		free(v);
-		return -1;
-	}
+	    (ports = calloc(count, sizeof(*ports))) == NULL ||
+	    (svcs = calloc(count, sizeof(*svcs))) == NULL))
+		goto out;
+	if (px->conf->iptables_backend != CONF_IPT_NONE)
+		claims_local_addresses(&local, &n_local);
+	i = 0;
 	RB_FOREACH(n, pport_tree, &px->ports) {
-		const struct svc_port *port = n->pp->port;
-
-		proxier_claim_node_port(px, n);
-		v[i].svc = n->pp->svc;
-		v[i].port = port;
-		v[i].proxy_port = n->pp->proxy_port;
-		if (port->node_port != 0 && n->claimed_port != port->node_port &&
-		    px->conf->iptables_backend != CONF_IPT_NONE) {
-			log_warnx("%s: node port %u is not ours; no NodePort "
-			    "rules for it until it is free", n->pp->key,
-			    port->node_port);
-			unclaimed[i] = *port;
-			unclaimed[i].node_port = 0;
-			v[i].port = &unclaimed[i];
-		}
+		proxier_claim(px, n, local, n_local);
+		proxier_render_spec(px, n, &svcs[i], &ports[i], &v[i]);
 		i++;
 	}
 	rc = portal_sync(px->portal, v, count);
-	free(unclaimed);
+out:
+	for (i = 0; svcs != NULL && i < count; i++) {
+		free(svcs[i].external_ips);
+		free(svcs[i].ingress_ips);
+	}
+	free(svcs);
+	free(ports);
 	free(v);
+	free(local);
 	return rc;
 }
 
@@ -544,19 +603,22 @@ void
 proxier_apply(struct proxier *px, struct svctab *tab)
 {
 	struct svctab_stats	st;
-	size_t			changes;
 
 	if (px->stopped) {
 		svctab_unref(tab);
 		return;
 	}
-	changes = svctab_diff(px->tab, tab, proxier_diff_cb, px);
+	memset(px->diff_counts, 0, sizeof(px->diff_counts));
+	svctab_diff(px->tab, tab, proxier_diff_cb, px);
 	svctab_unref(px->tab);
 	px->tab = tab;
 	svctab_stats(tab, &st);
 	log_info("service table applied: %zu services (%zu proxied), "
-	    "%zu ports, %zu endpoints, %zu port changes", st.n_services,
-	    st.n_proxied, st.n_ports, st.n_endpoints, changes);
+	    "%zu ports, %zu endpoints; ports added=%zu removed=%zu "
+	    "changed=%zu endpoints-changed=%zu", st.n_services, st.n_proxied,
+	    st.n_ports, st.n_endpoints, px->diff_counts[SVC_DIFF_ADDED],
+	    px->diff_counts[SVC_DIFF_REMOVED], px->diff_counts[SVC_DIFF_CHANGED],
+	    px->diff_counts[SVC_DIFF_ENDPOINTS]);
 	if (px->rules_dirty || px->n_closing > 0 || px->last_sync_ms == 0)
 		proxier_maybe_sync(px);
 }
@@ -629,8 +691,7 @@ proxier_free(struct proxier *px)
 	RB_FOREACH_SAFE(n, pport_tree, &px->ports, next) {
 		RB_REMOVE(pport_tree, &px->ports, n);
 		pport_close_socket(n->pp);
-		if (n->claim_fd != -1)
-			close(n->claim_fd);
+		claim_set_release(&n->claims);
 		pport_unref(n->pp);
 		free(n);
 	}

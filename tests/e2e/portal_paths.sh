@@ -252,6 +252,14 @@ for backend in $backends; do
 	    "$NS_NODE" "$LOCAL_EXT_IP:80"
 	expect_tally "local externalIP from a pod" "pod-1=1" \
 	    "$NS_POD2" "$LOCAL_EXT_IP:80"
+	# kuproxy holds the local externalIP's port, as upstream held it.
+	timeout 0.3 ip netns exec "$NS_NODE" socat -u \
+	    "TCP-LISTEN:80,bind=$LOCAL_EXT_IP,reuseaddr" OPEN:/dev/null \
+	    >"$T/socat-bind.log" 2>&1
+	[ $? != 124 ] && grep -q "Address already in use" "$T/socat-bind.log" ||
+	    fail "$backend: another program could take $LOCAL_EXT_IP:80:" \
+	    "$(cat "$T/socat-bind.log")"
+	ok "$backend: $LOCAL_EXT_IP:80 is held by kuproxy"
 
 	# Balancing and endpoint states.
 	sticks "ClientIP affinity, pod-1 as client" "$NS_POD1" 10.96.0.11:80
