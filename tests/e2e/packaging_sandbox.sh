@@ -38,14 +38,19 @@ if ! chgrp nogroup "$lock" || ! chmod g+r "$lock"; then
 fi
 chmod 0755 "$T"
 
-services=$KUPROXY_SRCDIR/tests/data/services-list.yaml
+# The user cannot be expected to reach the build tree (a checkout under
+# /root is closed to others): it gets its own copies in $T.
+install -m 0755 "$KUPROXY_BIN" "$T/kuproxy" || e2e_error "copying kuproxy"
+install -m 0644 "$KUPROXY_SRCDIR/tests/data/services-list.yaml" \
+    "$T/services.yaml" || e2e_error "copying the services file"
+services=$T/services.yaml
 cluster_ip=10.96.0.1
 
 # sandboxed_kuproxy NS BACKEND: start kuproxy as the unit would.
 sandboxed_kuproxy() {
 	e2e_bg "kuproxy-$2" "$1" setpriv --reuid=nobody --regid=nogroup \
 	    --clear-groups --inh-caps="$caps" --ambient-caps="$caps" \
-	    --no-new-privs env XTABLES_LOCKFILE="$lock" "$KUPROXY_BIN" \
+	    --no-new-privs env XTABLES_LOCKFILE="$lock" "$T/kuproxy" \
 	    --services-file "$services" --iptables-backend "$2" \
 	    --healthz-bind-address "" --metrics-bind-address "" \
 	    --status-socket "" -v 2
