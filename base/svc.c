@@ -607,8 +607,8 @@ svctab_build(struct svc **svcs, size_t n_svcs, struct slice *const *slices,
 		    &first);
 		for (j = 0; j < s->n_ports; j++) {
 			assert(s->ports[j].n_endpoints == 0);
-			if (svc_port_join(&s->ports[j], sorted + first,
-			    count) == -1)
+			if (svc_port_join(&s->ports[j], count > 0 ?
+			    sorted + first : NULL, count) == -1)
 				goto fail;
 		}
 	}

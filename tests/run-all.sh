@@ -3,7 +3,7 @@
 #
 # Everything CI checks, from a fresh checkout, as root on Debian 12:
 #   1. packaging/install-deps            (skipped with --no-deps)
-#   2. autoreconf -fi
+#   2. autoreconf -fi, then tests/fuzz/ci.sh (each parser fuzzed briefly)
 #   3. _build/werror:     configure --enable-werror, make, make check
 #   4. _build/sanitizers: configure --enable-sanitizers (ASan+UBSan),
 #                         make, make check
@@ -110,6 +110,8 @@ if [ "$install_deps" = yes ]; then
 	step install-deps "$srcdir/packaging/install-deps" || finish
 fi
 step autoreconf bootstrap || finish
+# Every parser under libFuzzer (clang, ASan+UBSan), 20 s each.
+step fuzz env FUZZ_BUILD_DIR="$builddir/fuzz" "$srcdir/tests/fuzz/ci.sh"
 
 if step build-werror build werror --enable-werror; then
 	step check-werror check werror

@@ -838,9 +838,11 @@ inf_backoff(struct informer *inf, const struct informer_result *r,
 
 	if (r != NULL && r->retry_after_s > 0 &&
 	    (r->status == 429 || r->status == 503)) {
-		ra = r->retry_after_s * 1000LL;
-		if (ra > BACKOFF_MAX_RETRY_AFTER_MS)
+		/* Bound before scaling: the server picks the number. */
+		if (r->retry_after_s > BACKOFF_MAX_RETRY_AFTER_MS / 1000)
 			ra = BACKOFF_MAX_RETRY_AFTER_MS;
+		else
+			ra = r->retry_after_s * 1000LL;
 		if (ra > delay)
 			delay = ra;
 	}
