@@ -22,6 +22,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "base/clock.h"
 #include "base/admin.h"
 #include "base/log.h"
 #include "base/metrics.h"
@@ -87,15 +88,6 @@ rfc3339(double t, char *buf, size_t len)
 	    (int)((t - (double)secs) * 1e6) % 1000000);
 }
 
-static double
-wall_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 int
 admin_healthy(const struct conf *conf, struct proxier *px)
 {
@@ -122,7 +114,7 @@ admin_health(struct evhttp_request *req, void *arg, bool livez)
 	proxier_get_state(a->proxier, &st);
 	healthy = admin_healthy(a->conf, a->proxier);
 	rfc3339(st.last_sync_time, last, sizeof(last));
-	rfc3339(wall_now(), now, sizeof(now));
+	rfc3339(clock_wall_s(), now, sizeof(now));
 	if (st.last_sync_time == 0)
 		snprintf(last, sizeof(last), "0001-01-01T00:00:00Z");
 	evbuffer_add_printf(body, "{\"lastUpdated\": \"%s\",\"currentTime\": "

@@ -24,6 +24,7 @@
 
 #include <event2/event.h>
 
+#include "base/clock.h"
 #include "base/admin.h"
 #include "base/log.h"
 #include "base/sdnotify.h"
@@ -239,7 +240,7 @@ daemon_start_api_source(struct daemon *d)
 	char			 err[1024];
 
 	if (kubeconfig_resolve(d->conf.kubeconfig, d->conf.context,
-	    d->conf.master, KUBE_SA_DIR, &creds, kube_http_now_ms(), err,
+	    d->conf.master, KUBE_SA_DIR, &creds, clock_mono_ms(), err,
 	    sizeof(err)) == -1) {
 		log_warnx("%s", err);
 		return (-1);

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "proxy/portal_exec.h"
 
 extern char **environ;
@@ -44,15 +45,6 @@ portal_append(char **buf, size_t *len, const char *data, size_t n)
 	p[*len] = '\0';
 	*buf = p;
 	return 0;
-}
-
-static long long
-portal_now_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /*
@@ -103,7 +95,7 @@ portal_spawn(pid_t *pid, char *const argv[], int in, int out, int err,
 static int
 portal_pump(int fds[3], const char *input, struct portal_run *run)
 {
-	long long	 deadline = portal_now_ms() + PORTAL_EXEC_TIMEOUT_MS;
+	long long	 deadline = clock_mono_ms() + PORTAL_EXEC_TIMEOUT_MS;
 	size_t		 off = 0, in_len = input != NULL ? strlen(input) : 0;
 	char		 buf[4096];
 	struct pollfd	 pfd[3];
@@ -111,7 +103,7 @@ portal_pump(int fds[3], const char *input, struct portal_run *run)
 	int		 i, left;
 
 	while (fds[1] != -1 || fds[2] != -1) {
-		if ((left = (int)(deadline - portal_now_ms())) <= 0)
+		if ((left = (int)(deadline - clock_mono_ms())) <= 0)
 			return -1;
 		for (i = 0; i < 3; i++) {
 			pfd[i].fd = fds[i];

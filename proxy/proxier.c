@@ -22,6 +22,7 @@
 
 #include <event2/event.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/tree.h"
 #include "base/svc.h"
@@ -85,32 +86,14 @@ struct proxier {
 	struct histogram	 programming_duration;
 };
 
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static double
-wall_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* A change waits for the next rule sync (kube-proxy's QueuedUpdate). */
 static void
 proxier_queue(struct proxier *px)
 {
 	px->rules_dirty = true;
-	px->queued_wall = wall_now();
+	px->queued_wall = clock_wall_s();
 	if (px->queued_ms == 0)
-		px->queued_ms = now_ms();
+		px->queued_ms = clock_mono_ms();
 }
 
 static void
@@ -507,7 +490,7 @@ static void
 proxier_maybe_sync(struct proxier *px)
 {
 	struct pport_node	*n;
-	long long		 now = now_ms(), due;
+	long long		 now = clock_mono_ms(), due;
 	int			 rc;
 
 	if (px->stopped)
@@ -522,7 +505,7 @@ proxier_maybe_sync(struct proxier *px)
 	}
 	px->last_sync_ms = now;
 	rc = proxier_sync_rules(px);
-	histogram_observe(&px->sync_duration, (now_ms() - now) / 1000.0);
+	histogram_observe(&px->sync_duration, (clock_mono_ms() - now) / 1000.0);
 	if (rc == -1) {
 		px->restore_failures++;
 		px->retry_ms = px->retry_ms == 0 ? PROXIER_RETRY_MIN_MS :
@@ -537,10 +520,10 @@ proxier_maybe_sync(struct proxier *px)
 	px->retry_ms = 0;
 	px->rules_dirty = false;
 	px->synced = true;
-	px->last_sync_wall = wall_now();
+	px->last_sync_wall = clock_wall_s();
 	if (px->queued_ms != 0)
 		histogram_observe(&px->programming_duration,
-		    (now_ms() - px->queued_ms) / 1000.0);
+		    (clock_mono_ms() - px->queued_ms) / 1000.0);
 	px->queued_ms = 0;
 	px->service_changes_pending = 0;
 	proxier_close_removed(px);
@@ -629,7 +612,7 @@ proxier_get_state(const struct proxier *px, struct proxier_state *st)
 	memset(st, 0, sizeof(*st));
 	st->last_sync_time = px->last_sync_wall;
 	st->last_queued_time = px->queued_wall;
-	st->queued_age_ms = px->queued_ms != 0 ? now_ms() - px->queued_ms : 0;
+	st->queued_age_ms = px->queued_ms != 0 ? clock_mono_ms() - px->queued_ms : 0;
 	st->service_changes_total = px->service_changes;
 	st->endpoint_changes_total = px->endpoint_changes;
 	st->service_changes_pending = px->service_changes_pending;

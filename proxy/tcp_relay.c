@@ -41,6 +41,7 @@
 
 #include <event2/event.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/tree.h"
 #include "proxy/lb.h"
@@ -103,15 +104,6 @@ static size_t			n_buffers;
 static struct log_ratelimit	socket_log;
 
 static void	tcp_session_connect_next(struct tcp_session *);
-
-static long long
-tcp_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 tcp_set_nodelay(int fd)
@@ -323,7 +315,7 @@ tcp_flow_flush(struct tcp_session *s, struct tcp_flow *f, int dst,
 		f->pending -= (size_t)n;
 		f->bytes += (uint64_t)n;
 		*counter += (uint64_t)n;
-		s->last_active_ms = tcp_now_ms();
+		s->last_active_ms = clock_mono_ms_coarse();
 	}
 	return 0;
 }
@@ -370,7 +362,7 @@ tcp_flow_pump(struct tcp_session *s, int i)
 		n = tcp_flow_fill(s, f, s->fd[i]);
 		if (n == 0) {
 			f->eof = true;
-			s->last_active_ms = tcp_now_ms();
+			s->last_active_ms = clock_mono_ms_coarse();
 			break;
 		}
 		if (n == -1 && errno == EINTR)
@@ -383,7 +375,7 @@ tcp_flow_pump(struct tcp_session *s, int i)
 			tcp_session_close(s, reason, true);
 			return -1;
 		}
-		s->last_active_ms = tcp_now_ms();
+		s->last_active_ms = clock_mono_ms_coarse();
 	}
 
 	if (f->pending == 0)
@@ -433,7 +425,7 @@ tcp_idle_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct tcp_session *s = arg;
 	long long timeout = s->pp->env->conf->tcp_idle_timeout_ms;
-	long long idle = tcp_now_ms() - s->last_active_ms;
+	long long idle = clock_mono_ms_coarse() - s->last_active_ms;
 	struct timeval tv;
 	char reason[64];
 
@@ -455,7 +447,7 @@ tcp_session_relay(struct tcp_session *s)
 	uint32_t idle_ms = s->pp->env->conf->tcp_idle_timeout_ms;
 	struct timeval tv;
 
-	s->last_active_ms = tcp_now_ms();
+	s->last_active_ms = clock_mono_ms_coarse();
 	s->ev_read[TCP_CLIENT] = event_new(base, s->fd[TCP_CLIENT],
 	    EV_READ | EV_PERSIST, tcp_client_readable, s);
 	s->ev_read[TCP_BACKEND] = event_new(base, s->fd[TCP_BACKEND],
@@ -616,7 +608,7 @@ tcp_session_connect_next(struct tcp_session *s)
 			tcp_session_close(s, "no endpoint answered", true);
 			return;
 		}
-		if (lb_pick(pp->lb, &s->client_ip, &s->tried, tcp_now_ms(),
+		if (lb_pick(pp->lb, &s->client_ip, &s->tried, clock_mono_ms_coarse(),
 		    &s->target) == -1) {
 			pp->stats.no_endpoints++;
 			log_v(2, "service %s: client %s: no endpoints",

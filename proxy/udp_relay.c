@@ -52,6 +52,7 @@
 
 #include <event2/event.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/tree.h"
 #include "proxy/lb.h"
@@ -159,15 +160,6 @@ udp_peer_cmp(const struct udp_assoc *a, const struct udp_assoc *b)
 }
 
 KU_RB_GENERATE_STATIC(udp_assoc_tree, udp_assoc, ua_node, udp_peer_cmp)
-
-static long long
-udp_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The client's IP as the balancer keys affinity (v4-mapped as IPv4). */
 static void
@@ -664,7 +656,7 @@ udp_assoc_readable(evutil_socket_t fd, short what, void *arg)
 	struct msghdr		*h;
 	unsigned int		 n_out, i, round;
 	int			 n;
-	long long		 now_ms = udp_now_ms();
+	long long		 now_ms = clock_mono_ms();
 
 	(void)what;
 	for (round = 0; round < UDP_BATCHES_PER_EVENT; round++) {
@@ -761,7 +753,7 @@ udp_port_readable(evutil_socket_t fd, short what, void *arg)
 				    up->up_pp->key);
 			return;
 		}
-		now_ms = udp_now_ms();
+		now_ms = clock_mono_ms();
 		for (i = 0; i < (unsigned int)n; i++)
 			udp_port_forward(up, &udp_batch->in[i], now_ms);
 		if (n < UDP_BATCH)
@@ -775,7 +767,7 @@ udp_port_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct udp_port		*up = arg;
 	struct udp_assoc	*ua, *w, *a;
-	long long		 now_ms = udp_now_ms();
+	long long		 now_ms = clock_mono_ms();
 
 	(void)fd;
 	(void)what;

@@ -22,6 +22,7 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "watch/kube_http.h"
 #include "watch/kubeconfig.h"
@@ -57,16 +58,6 @@ struct kube_http_req {
 	bool			 aborted;
 	char			 errbuf[CURL_ERROR_SIZE];
 };
-
-/* Monotonic milliseconds. */
-long long
-kube_http_now_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
 
 static void
 kube_http_req_free(struct kube_http_req *req)
@@ -127,7 +118,7 @@ kube_http_check_done(struct kube_http *kh)
 			 * that the owner can retry at once if it changed.
 			 */
 			kube_creds_token_invalidate(kh->creds);
-			tok = kube_creds_token(kh->creds, kube_http_now_ms());
+			tok = kube_creds_token(kh->creds, clock_mono_ms());
 			res.auth_renewed = tok != NULL && (req->token == NULL ||
 			    strcmp(tok, req->token) != 0);
 		}
@@ -479,7 +470,7 @@ kube_http_get(struct kube_http *kh, const char *path_query, long timeout_ms,
 		goto fail;
 	}
 	if (kube_http_headers(req,
-	    kube_creds_token(kh->creds, kube_http_now_ms())) == -1)
+	    kube_creds_token(kh->creds, clock_mono_ms())) == -1)
 		goto nomem;
 	if (curl_multi_add_handle(kh->multi, e) != CURLM_OK) {
 		snprintf(err, errlen, "cannot start the request");

@@ -62,7 +62,4 @@ struct kube_http_req *kube_http_get(struct kube_http *, const char *path_query,
 /* Stop a request without calling its callbacks.  Not from on_data. */
 void		 kube_http_cancel(struct kube_http_req *);
 
-/* Monotonic milliseconds, the clock the API source runs on. */
-long long	 kube_http_now_ms(void);
-
 #endif

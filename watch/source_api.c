@@ -21,6 +21,7 @@
 #include <event2/event.h>
 #include <json-c/json.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/svc.h"
 #include "conf/conf.h"
@@ -114,7 +115,7 @@ sa_publish(struct source_api *sa)
 		    "the last table stays in force");
 		goto out;
 	}
-	sa->last_publish_ms = kube_http_now_ms();
+	sa->last_publish_ms = clock_mono_ms();
 	if (svctab_same(sa->current, tab)) {
 		log_debug("api: service table unchanged");
 		svctab_unref(tab);
@@ -161,7 +162,7 @@ sa_on_change(struct informer *inf, void *arg)
 	if (!sa_synced(sa) || sa->publish_pending)
 		return;
 	if (sa->current != NULL) {
-		since = kube_http_now_ms() - sa->last_publish_ms;
+		since = clock_mono_ms() - sa->last_publish_ms;
 		if (since < (long long)sa->min_sync_ms)
 			wait = (long long)sa->min_sync_ms - since;
 	}
@@ -203,7 +204,7 @@ sa_on_done(const struct kube_http_result *hr, void *arg)
 	ir.error = hr->aborted ? NULL : hr->error;
 	ir.retry_after_s = hr->retry_after_s;
 	ir.auth_renewed = hr->auth_renewed;
-	informer_done(r->inf, &ir, kube_http_now_ms(), &next);
+	informer_done(r->inf, &ir, clock_mono_ms(), &next);
 	sa_schedule(r, &next);
 }
 
@@ -223,7 +224,7 @@ sa_run(struct sa_resource *r)
 		goto fail;
 	}
 	log_v(3, "%s: GET %s", informer_name(r->inf), req.path);
-	informer_begin(r->inf, r->step, kube_http_now_ms());
+	informer_begin(r->inf, r->step, clock_mono_ms());
 	r->req = kube_http_get(r->sa->http, req.path, req.timeout_ms,
 	    req.stall_s, &cb, err, sizeof(err));
 	free(req.path);
@@ -232,8 +233,8 @@ sa_run(struct sa_resource *r)
  fail:
 	/* Treated as a request that reached nothing: back off, try again. */
 	ir.error = err;
-	informer_begin(r->inf, r->step, kube_http_now_ms());
-	informer_done(r->inf, &ir, kube_http_now_ms(), &next);
+	informer_begin(r->inf, r->step, clock_mono_ms());
+	informer_done(r->inf, &ir, clock_mono_ms(), &next);
 	sa_schedule(r, &next);
 }
 

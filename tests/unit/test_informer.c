@@ -20,6 +20,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "base/clock.h"
 #include "base/svc.h"
 #include "conf/conf.h"
 #include "watch/informer.h"
@@ -772,7 +773,7 @@ static void
 fa_publish(struct svctab *tab, void *arg)
 {
 	cr_assert_lt(fa.n_tables, 8);
-	fa.table_ms[fa.n_tables] = kube_http_now_ms();
+	fa.table_ms[fa.n_tables] = clock_mono_ms();
 	fa.tables[fa.n_tables++] = tab;
 	if (fa.n_tables >= fa.want_tables)
 		event_base_loopbreak(fa.base);
