@@ -197,10 +197,11 @@ serves "$web" "web-a" || fail "http still serves $(cat "$T/probe.out")"
 
 ctl DELETE /objects/services/default/web
 within 2 "deleted service refuses" refuses "$web"
+# Mark before re-creating: kuproxy may log the new listener at once.
+kuproxy_mark
 ctl DELETE /objects/endpointslices/default/web-1
 ctl POST /objects "$(svc web "$HTTP_PORT")"
 ctl POST /objects "$(slice web-1 web "$SLICE_HTTP" 127.0.0.11 127.0.0.12)"
-kuproxy_mark
 within 2 "web back" log_has "default/web:http/TCP: listening"
 kuproxy_port web default/web:http/TCP 1
 within 2 "web back with two endpoints" serves "$web" "web-a web-b"
