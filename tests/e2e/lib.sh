@@ -188,7 +188,10 @@ e2e_bg() {
 	_logname=$1
 	_ns=$2
 	shift 2
-	ip netns exec "$_ns" "$@" >"$T/$_logname.log" 2>&1 &
+	# Emptied here, not by the child's redirection: a caller that waits
+	# for a line must never see the previous run's log under this name.
+	: >"$T/$_logname.log"
+	ip netns exec "$_ns" "$@" >>"$T/$_logname.log" 2>&1 &
 	LAST_PID=$!
 	E2E_PIDS="$E2E_PIDS $LAST_PID"
 }
