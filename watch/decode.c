@@ -65,6 +65,31 @@ dctx_init(struct dctx *c, json_object *obj, const char *what, char *err,
 }
 
 /*
+ * Rewrite msg in place (within len) with every byte that is not printable
+ * ASCII as \xNN.  Messages quote what the server or the file sent, and they
+ * end up in log lines: a newline there would forge a log line, and bytes
+ * that are not UTF-8 would break the JSON log format.
+ */
+static void
+dfail_escape(char *msg, size_t len)
+{
+	char		 out[1024];
+	size_t		 i, n = 0;
+	unsigned char	 ch;
+
+	for (i = 0; msg[i] != '\0' && n + 5 < sizeof(out); i++) {
+		ch = (unsigned char)msg[i];
+		if (ch >= 0x20 && ch < 0x7f)
+			out[n++] = (char)ch;
+		else
+			n += (size_t)snprintf(out + n, sizeof(out) - n,
+			    "\\x%02x", ch);
+	}
+	out[n] = '\0';
+	snprintf(msg, len, "%s", out);
+}
+
+/*
  * Record an error: "label: " then the message.  near is the offending value
  * or, for a missing one, its parent; its line locates the error.
  */
@@ -87,6 +112,7 @@ dfail(struct dctx *c, json_object *near, const char *fmt, ...)
 		vsnprintf(c->err + n, c->errlen - n, fmt, ap);
 		va_end(ap);
 	}
+	dfail_escape(c->err, c->errlen);
 	return (-1);
 }
 

@@ -63,7 +63,7 @@ KU_RB_GENERATE_STATIC(inf_tree, inf_entry, link, inf_entry_cmp)
 
 /* Where the next list starts (reflector.go relistResourceVersion). */
 enum inf_list_mode {
-	INF_LIST_FIRST = 0,	/* resourceVersion=0: the watch cache, paged */
+	INF_LIST_FIRST = 0,	/* resourceVersion=0: the watch cache, one page */
 	INF_LIST_LAST,		/* resourceVersion=<last>: not older, unpaged */
 	INF_LIST_UNSET,		/* no resourceVersion: a quorum read, paged */
 };
@@ -457,6 +457,11 @@ inf_list_query(struct informer *inf, char **q, bool *paged)
 		    -1 : 0);
 	switch (inf->list_mode) {
 	case INF_LIST_FIRST:
+		/*
+		 * The watch cache ignores limit for resourceVersion=0 and
+		 * answers with everything in one page: bound it as unpaged.
+		 */
+		*paged = false;
 		if (inf_query_add(q, "limit", limit) == -1 ||
 		    inf_query_add(q, "resourceVersion", "0") == -1)
 			return (-1);
@@ -643,6 +648,29 @@ inf_note_rv(struct informer *inf, json_object *obj)
 		inf_set_str(&inf->rv, rv);
 }
 
+/*
+ * Rewrite msg in place with every byte that is not printable ASCII as \xNN:
+ * it quotes what the server sent and goes into a log line.
+ */
+static void
+inf_escape(char *msg, size_t len)
+{
+	char		 out[512];
+	size_t		 i, n = 0;
+	unsigned char	 ch;
+
+	for (i = 0; msg[i] != '\0' && n + 5 < sizeof(out); i++) {
+		ch = (unsigned char)msg[i];
+		if (ch >= 0x20 && ch < 0x7f)
+			out[n++] = (char)ch;
+		else
+			n += (size_t)snprintf(out + n, sizeof(out) - n,
+			    "\\x%02x", ch);
+	}
+	out[n] = '\0';
+	snprintf(msg, len, "%s", out);
+}
+
 /* A Status object's code, message and whether it is "too large RV". */
 static long
 inf_status(json_object *st, char *msg, size_t msglen, bool *too_large)
@@ -659,6 +687,7 @@ inf_status(json_object *st, char *msg, size_t msglen, bool *too_large)
 	reason = inf_str(st, "reason");
 	snprintf(msg, msglen, "%s%s%s", reason != NULL ? reason : "",
 	    reason != NULL && m != NULL ? ": " : "", m != NULL ? m : "");
+	inf_escape(msg, msglen);
 	if (m != NULL && strstr(m, "Too large resource version") != NULL)
 		*too_large = true;
 	if (st != NULL && json_object_object_get_ex(st, "details", &details) &&
@@ -688,6 +717,7 @@ inf_stop_bad(struct informer *inf, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(inf->stop_msg, sizeof(inf->stop_msg), fmt, ap);
 	va_end(ap);
+	inf_escape(inf->stop_msg, sizeof(inf->stop_msg));
 	return (-1);
 }
 

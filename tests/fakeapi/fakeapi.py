@@ -39,6 +39,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+import zlib
 
 # --------------------------------------------------------------------------
 # Resource types
@@ -947,7 +948,7 @@ class Fault:
     """One injected fault, matched against requests."""
 
     TYPES = ("http_error", "stall", "watch_error", "watch_garbage",
-             "watch_drop")
+             "watch_drop", "list_raw")
 
     def __init__(self, spec):
         self.spec = spec
@@ -964,6 +965,8 @@ class Fault:
         self.verb = spec.get("verb", "any")
         if self.type.startswith("watch_"):
             self.verb = "watch"
+        elif self.type == "list_raw":
+            self.verb = "list"
 
     def live(self):
         if self.count is not None and self.count <= 0:
@@ -1397,7 +1400,67 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             time.sleep(seconds)
             self.abort_connection()
             return True
+        if fault.type == "list_raw":
+            self.serve_list_raw(spec)
+            return True
         return False
+
+    def serve_list_raw(self, spec):
+        """A list answer a real server would not send: see the list_raw
+        fault in README.md.  The real list of the request is the starting
+        point unless a whole body is given."""
+        if "body_b64" in spec or "body" in spec:
+            body = (base64.b64decode(spec["body_b64"]) if "body_b64" in spec
+                    else spec["body"].encode())
+        else:
+            m = _PATH_RE.match(urllib.parse.urlsplit(self.path).path)
+            rtype = RESOURCES[self.entry["resource"]]
+            lst = self.list_object(rtype, m.group("ns"),
+                                   self.entry["params"])
+            if "resource_version" in spec:
+                lst["metadata"]["resourceVersion"] = spec["resource_version"]
+            body = go_json(lst).encode()
+            raw = [text.encode() for text in spec.get("items", [])]
+            raw += [base64.b64decode(b) for b in spec.get("items_b64", [])]
+            rep = spec.get("repeat")
+            if rep:
+                tmpl = rep["template"]
+                for i in range(int(rep["count"])):
+                    raw.append(tmpl.replace("{i}", str(i)).replace(
+                        "{ip}", "10.%d.%d.%d" % (100 + i // 65536,
+                                                 i // 256 % 256, i % 256))
+                        .encode())
+            if raw:
+                at = body.index(b'"items":[') + len(b'"items":[')
+                rest = body[at:]
+                sep = b"" if rest.startswith(b"]") else b","
+                body = body[:at] + b",".join(raw) + sep + rest
+            if "truncate" in spec:
+                body = body[:int(spec["truncate"])]
+        headers = [("Content-Type", spec.get("content_type",
+                                             "application/json"))]
+        if spec.get("gzip") or spec.get("gzip_spaces_mib"):
+            body = self.gzip_padded(body, int(spec.get("gzip_spaces_mib", 0)))
+            headers.append(("Content-Encoding", "gzip"))
+        headers.append(("Transfer-Encoding", "chunked"))
+        self.send_head(int(spec.get("code", 200)), headers)
+        self.entry["code"] = int(spec.get("code", 200))
+        for i in range(0, len(body), 65536):
+            self.write_chunk(body[i:i + 65536])
+        self.end_chunks()
+
+    @staticmethod
+    def gzip_padded(body, spaces_mib):
+        """gzip of spaces_mib MiB of spaces (JSON whitespace), then body:
+        a small download that inflates to as much as asked."""
+        z = zlib.compressobj(9, zlib.DEFLATED, 31)
+        mib = b" " * (1 << 20)
+        out = []
+        for _ in range(spaces_mib):
+            out.append(z.compress(mib))
+        out.append(z.compress(body))
+        out.append(z.flush())
+        return b"".join(out)
 
     # -- single object
 
@@ -1474,6 +1537,10 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                      "retryAfterSeconds": 1}), {"Retry-After": "1"})
 
     def serve_list(self, rtype, ns, params):
+        self.send_json(200, self.list_object(rtype, ns, params))
+
+    def list_object(self, rtype, ns, params):
+        """The list a request asks for (raises ApiError)."""
         store = self.server.state.store
         match = self.validate_rv_match(params, False)
         sel = Selector(rtype, params.get("labelSelector", ""),
@@ -1536,9 +1603,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             meta["continue"] = encode_continue(list_rv, keys[last_i])
             if sel.empty:
                 meta["remainingItemCount"] = len(keys) - 1 - last_i
-        self.send_json(200, {"kind": rtype.list_kind,
-                             "apiVersion": rtype.api_version,
-                             "metadata": meta, "items": items})
+        return {"kind": rtype.list_kind, "apiVersion": rtype.api_version,
+                "metadata": meta, "items": items}
 
     # -- watch
 
@@ -1732,7 +1798,12 @@ class WatchSession:
             self.drop(msg.get("mode", "close"))
         elif op == "garbage":
             lines = [(s if s.endswith("\n") else s + "\n").encode()
-                     for s in msg.get("lines", ["garbage"])]
+                     for s in msg.get("lines", [] if "lines_b64" in msg
+                                      else ["garbage"])]
+            # Bytes that are not UTF-8 cannot travel in a JSON string.
+            for b in msg.get("lines_b64", []):
+                line = base64.b64decode(b)
+                lines.append(line if line.endswith(b"\n") else line + b"\n")
             self.h.write_lines(lines)
         elif op == "error":
             code = int(msg.get("code", 500))

@@ -770,6 +770,74 @@ class TestFaults(FakeApiTest):
         self.assertEqual(evs[-1]["object"]["code"], 410)
         w.close()
 
+    def test_list_raw(self):
+        # Bad items go in front of the real ones; the list stays whole.
+        self.s.ctl("POST", "/control/faults", {
+            "type": "list_raw", "resource": "services",
+            "items": ['{"metadata":{"name":"bad","namespace":"x"},'
+                      '"spec":{"ports":{}}}'],
+            "items_b64": [base64.b64encode(b'{"metadata":{"name":"u8",'
+                                           b'"namespace":"x","annotations":'
+                                           b'{"a":"\xff"}}}').decode()],
+            "repeat": {"template": '{"metadata":{"name":"r{i}","namespace":'
+                       '"bulk"},"spec":{"clusterIP":"{ip}"}}', "count": 3},
+            "resource_version": "opaque-rv"})
+        conn = self.s.connection()
+        conn.request("GET", "/api/v1/services",
+                     headers={"Authorization": "Bearer " + TOKEN})
+        r = conn.getresponse()
+        raw = r.read()
+        conn.close()
+        self.assertEqual(r.status, 200)
+        self.assertIn(b'"a":"\xff"', raw)
+        lst = json.loads(raw.decode("utf-8", "replace"))
+        names = [i["metadata"]["name"] for i in lst["items"]]
+        self.assertEqual(names[:5], ["bad", "u8", "r0", "r1", "r2"])
+        self.assertIn("web", names)
+        self.assertEqual(lst["items"][4]["spec"]["clusterIP"], "10.100.0.2")
+        self.assertEqual(lst["metadata"]["resourceVersion"], "opaque-rv")
+        # One request only: the next list is the real one.
+        self.assertEqual(self.s.get("/api/v1/services")[2]["metadata"]
+                         ["resourceVersion"], self.s.stats()["rv"])
+        # A whole body, HTML, and a truncated real list.
+        self.s.ctl("POST", "/control/faults", {
+            "type": "list_raw", "body": "<html>login</html>",
+            "content_type": "text/html"})
+        code, r, body = self.s.get("/api/v1/services")
+        self.assertEqual((code, body), (200, b"<html>login</html>"))
+        self.s.ctl("POST", "/control/faults", {"type": "list_raw",
+                                               "truncate": 30})
+        conn = self.s.connection()
+        conn.request("GET", "/apis/discovery.k8s.io/v1/endpointslices",
+                     headers={"Authorization": "Bearer " + TOKEN})
+        r = conn.getresponse()
+        self.assertEqual(r.read(), b'{"kind":"EndpointSliceList","a')
+        conn.close()
+        # A gzip bomb: 2 MiB of spaces, then the list, in a few KiB.
+        self.s.ctl("POST", "/control/faults", {"type": "list_raw",
+                                               "gzip_spaces_mib": 2})
+        conn = self.s.connection()
+        conn.request("GET", "/api/v1/nodes",
+                     headers={"Authorization": "Bearer " + TOKEN})
+        r = conn.getresponse()
+        zipped = r.read()
+        conn.close()
+        self.assertEqual(r.getheader("Content-Encoding"), "gzip")
+        self.assertLess(len(zipped), 16384)
+        plain = gzip.decompress(zipped)
+        self.assertEqual(len(plain) - len(plain.lstrip()), 2 << 20)
+        self.assertEqual(json.loads(plain)["kind"], "NodeList")
+
+    def test_garbage_bytes(self):
+        code, r, body = self.s.get("/api/v1/services")
+        rv = body["metadata"]["resourceVersion"]
+        w = self.s.watch("/api/v1/services?watch=1&resourceVersion=" + rv)
+        self.s.wait_watches(1, "services")
+        self.s.ctl("POST", "/control/watches/garbage",
+                   {"lines_b64": [base64.b64encode(b"\xc3\x28").decode()]})
+        self.assertEqual(w.next_line(), b"\xc3\x28")
+        w.close()
+
     def test_stats_and_control(self):
         self.s.get("/api/v1/services?limit=500&resourceVersion=0")
         w = self.s.watch("/api/v1/services?watch=1&timeoutSeconds=1&"

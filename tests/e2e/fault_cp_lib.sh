@@ -1,0 +1,214 @@
+# SPDX-License-Identifier: Apache-2.0
+#
+# Helpers for the control-plane fault tests (tests/e2e/fault_cp_*.sh),
+# sourced after lib.sh: the fake API server (tests/fakeapi) in the test's
+# node namespace, kuproxy pointed at it through a kubeconfig, objects as
+# JSON, and a probe that keeps connecting to a healthy service in the
+# background while a fault is injected, so that a test can assert that not
+# one connection failed.  lib.sh keeps the life cycle (temp dir, namespaces,
+# trap); everything here runs inside $NS_NODE.
+#
+# The building blocks:
+#   cp_init                        e2e_init, the node namespace, certificates
+#   fakeapi_start [FLAGS]          the API server (TLS, token file); ctl
+#   cp_kubeconfig FILE [CA]        a kubeconfig for it (CA: data or a file)
+#   svc_json, slice_json           objects for ctl
+#   kp_start NAME KUBECONFIG [FLAGS]   kuproxy against it; KP_PID, KP_LOG
+#   serves PORT "NAMES", within SECONDS WHAT CMD...   what a client sees
+#   probe_start PORT NAME, probe_stop   the background probe and its verdict
+#   kp_rss_kb, kp_hwm_kb           kuproxy's resident memory, now and peak
+#   log_count ERE                  lines matching ERE since the mark
+# Scratch variables are _c-prefixed globals (POSIX sh has no local).
+
+. "${KUPROXY_SRCDIR:-$(dirname "$0")/../..}/tests/e2e/lib.sh"
+
+cp_init() {
+	e2e_init
+	command -v curl >/dev/null 2>&1 || e2e_error "missing curl"
+	command -v openssl >/dev/null 2>&1 || e2e_error "missing openssl"
+	FAKEAPI="$KUPROXY_SRCDIR/tests/fakeapi/fakeapi.py"
+	[ -r "$FAKEAPI" ] || e2e_skip "no $FAKEAPI"
+	e2e_netns node
+	"$KPT_PYTHON" "$FAKEAPI" --gen-certs "$T/certs" \
+	    --cert-host kubernetes.default.svc >"$T/gen-certs.log" 2>&1 ||
+	    e2e_error "fakeapi --gen-certs failed: $(cat "$T/gen-certs.log")"
+	echo tok-1 >"$T/server-tokens"
+	echo tok-1 >"$T/client-token"
+}
+
+# fakeapi_start [EXTRA FLAGS]: the API server over TLS, on $API_PORT once
+# known (a restart keeps the ports).  Sets FAKEAPI_PID, CONTROL_URL.
+fakeapi_start() {
+	rm -f "$T/ports"
+	e2e_bg fakeapi "$NS_NODE" "$KPT_PYTHON" "$FAKEAPI" \
+	    --port "${API_PORT:-0}" --control-port "${CONTROL_PORT:-0}" \
+	    --port-file "$T/ports" --tls-cert "${API_CERT:-$T/certs/server.crt}" \
+	    --tls-key "${API_KEY:-$T/certs/server.key}" \
+	    --token-file "$T/server-tokens" --bookmark-interval 1 "$@"
+	FAKEAPI_PID=$LAST_PID
+	_c_deadline=$(($(now_ms) + 10000))
+	until [ -s "$T/ports" ] && grep -q '^PID=' "$T/ports"; do
+		[ "$(now_ms)" -lt "$_c_deadline" ] ||
+		    e2e_error "fakeapi did not start: $(cat "$T/fakeapi.log")"
+		sleep 0.05
+	done
+	API_PORT=$(sed -n 's/^PORT=//p' "$T/ports")
+	CONTROL_PORT=$(sed -n 's/^CONTROL_PORT=//p' "$T/ports")
+	CONTROL_URL="http://127.0.0.1:$CONTROL_PORT/control"
+}
+
+fakeapi_stop() {
+	kill -TERM "$FAKEAPI_PID" 2>/dev/null
+	wait "$FAKEAPI_PID" 2>/dev/null
+	return 0
+}
+
+# ctl METHOD PATH [JSON|@FILE]: the fake server's control interface; the
+# answer is in $T/ctl.out.
+ctl() {
+	nsx "$NS_NODE" curl -sS -f --max-time 30 -X "$1" \
+	    -H 'Content-Type: application/json' \
+	    ${3:+--data-binary "$3"} "$CONTROL_URL$2" >"$T/ctl.out" ||
+	    fail "control $1 $2 failed: $(cat "$T/ctl.out")"
+}
+
+# cp_kubeconfig FILE [CA] [SERVER]: the server by the name "localhost",
+# verified as kubernetes.default.svc (tls-server-name).  CA: "data" (the
+# default) embeds certs/ca.crt, anything else is a file under certs/.
+# The token comes from $T/client-token (tokenFile).
+cp_kubeconfig() {
+	if [ "${2:-data}" = data ]; then
+		_c_ca="certificate-authority-data: $(base64 -w0 "$T/certs/ca.crt")"
+	else
+		_c_ca="certificate-authority: $T/certs/$2"
+	fi
+	cat >"$1" <<YAML
+apiVersion: v1
+kind: Config
+current-context: test
+clusters:
+- name: fake
+  cluster:
+    server: ${3:-https://localhost:$API_PORT}
+    tls-server-name: kubernetes.default.svc
+    $_c_ca
+users:
+- name: proxy
+  user:
+    tokenFile: $T/client-token
+contexts:
+- name: test
+  context: {cluster: fake, user: proxy}
+YAML
+}
+
+# svc_json NAME [NAMESPACE] [PORTS-JSON]: a ClusterIP Service.
+svc_json() {
+	printf '{"kind":"Service","apiVersion":"v1","metadata":{"name":"%s",' "$1"
+	printf '"namespace":"%s"},"spec":{"type":"ClusterIP","ports":%s}}' \
+	    "${2:-default}" \
+	    "${3:-[{\"name\":\"http\",\"port\":80,\"protocol\":\"TCP\"\}]}"
+}
+
+# slice_json NAME SERVICE ADDRESS...: an EndpointSlice of SERVICE in
+# namespace default, port http 8080.
+slice_json() {
+	_c_n=$1 _c_s=$2
+	shift 2
+	printf '{"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1",'
+	printf '"metadata":{"name":"%s","namespace":"default","labels":' "$_c_n"
+	printf '{"kubernetes.io/service-name":"%s"}},"addressType":"IPv4",' \
+	    "$_c_s"
+	printf '"ports":[{"name":"http","port":8080,"protocol":"TCP"}],'
+	printf '"endpoints":['
+	_c_sep=
+	for _c_a in "$@"; do
+		printf '%s{"addresses":["%s"],"conditions":{"ready":true}}' \
+		    "$_c_sep" "$_c_a"
+		_c_sep=,
+	done
+	printf ']}'
+}
+
+# kp_start NAME KUBECONFIG [FLAGS]: kuproxy without iptables rules (clients
+# dial the proxy ports), health and metrics on their default addresses in
+# the node namespace.
+kp_start() {
+	_c_name=$1 _c_kc=$2
+	shift 2
+	e2e_bg "kuproxy-$_c_name" "$NS_NODE" "$KUPROXY_BIN" --kubeconfig "$_c_kc" \
+	    --iptables-backend none --proxy-port-range 20000-20099 \
+	    --status-socket "$T/status-$_c_name.sock" \
+	    --iptables-min-sync-period 200ms -v 2 "$@"
+	KP_PID=$LAST_PID
+	KP_LOG="$T/kuproxy-$_c_name.log"
+	KP_MARK=0
+}
+
+# serves PORT "EXPECTED DISTINCT": six connections, the distinct answers.
+serves() {
+	client "$NS_NODE" --connect "127.0.0.1:$1" --count 6 --timeout 2 \
+	    >"$T/serves.out" 2>&1
+	[ "$(distinct "$T/serves.out")" = "$2" ]
+}
+
+# within SECONDS WHAT COMMAND...: COMMAND must succeed within SECONDS.
+within() {
+	_c_limit=$1 _c_what=$2
+	shift 2
+	_c_t0=$(now_ms)
+	until "$@" >/dev/null 2>&1; do
+		kuproxy_alive || fail "kuproxy died waiting for: $_c_what"
+		[ "$(($(now_ms) - _c_t0))" -lt "$((_c_limit * 1000))" ] ||
+		    fail "not within $_c_limit s: $_c_what (last client:" \
+		    "$(cat "$T/serves.out" 2>/dev/null))"
+		sleep 0.05
+	done
+	ok "$_c_what after $(($(now_ms) - _c_t0)) ms"
+}
+
+# probe_start PORT: connect to 127.0.0.1:PORT in the node namespace every
+# 0.1 s, each answer appended to $T/probe.all, until probe_stop.  Every
+# connection must be answered by a backend (whichever endpoints the
+# service has at the time).
+probe_start() {
+	rm -f "$T/probe.stop" "$T/probe.all"
+	(
+		while [ ! -e "$T/probe.stop" ]; do
+			client "$NS_NODE" --connect "127.0.0.1:$1" --count 3 \
+			    --timeout 2 >>"$T/probe.all" 2>&1
+			sleep 0.1
+		done
+	) &
+	PROBE_PID=$!
+	E2E_PIDS="$E2E_PIDS $PROBE_PID"
+}
+
+# probe_stop WHAT: stop the probe; fail unless it made connections and
+# every one was answered by a backend.
+probe_stop() {
+	touch "$T/probe.stop"
+	wait "$PROBE_PID" 2>/dev/null
+	_c_all=$(wc -l <"$T/probe.all")
+	_c_bad=$(awk '$2 !~ /^[a-z][a-z0-9-]*$/' "$T/probe.all" | wc -l)
+	[ "$_c_all" -gt 0 ] || fail "$1: the probe made no connection"
+	[ "$_c_bad" = 0 ] ||
+	    fail "$1: probe failed $_c_bad/$_c_all: $(awk \
+	    '$2 !~ /^[a-z][a-z0-9-]*$/' "$T/probe.all" | sort | uniq -c |
+	    head -n 5)"
+	ok "$1: probe $_c_all/$_c_all connections served" \
+	    "($(tally "$T/probe.all"))"
+}
+
+kp_rss_kb() {
+	awk '/^VmRSS:/ { print $2 }' "/proc/$KP_PID/status"
+}
+
+kp_hwm_kb() {
+	awk '/^VmHWM:/ { print $2 }' "/proc/$KP_PID/status"
+}
+
+# log_count ERE: how many lines after the mark match ERE.
+log_count() {
+	kuproxy_log_since | grep -cE -- "$1"
+}
