@@ -5,8 +5,19 @@
  * state, struct pport_stats, per-endpoint stats).  Every request is bounded:
  * GET and HEAD only, small headers, no body, a timeout, so a slow scraper
  * cannot stall the data path that shares this loop.
+ *
+ * evhttp's timeout is an idle timeout that every byte re-arms, so a client
+ * sending a header byte a second (slowloris) would stay for ever, and
+ * evhttp has no connection cap.  Each server therefore keeps a list of its
+ * connections (a reference on each one's bufferevent, taken in the
+ * bufferevent callback evhttp calls at accept): a connection is cut with
+ * shutdown(2) ADMIN_DEADLINE_MS after accept, and beyond ADMIN_MAX_CONNS
+ * the oldest is cut first, so a new probe from the kubelet still gets in.
+ * Cutting only shuts the socket down; evhttp sees EOF and frees its side.
  */
 #include "config.h"
+
+#include <sys/socket.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -18,6 +29,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -26,14 +38,39 @@
 #include "base/admin.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/tree.h"
 #include "conf/conf.h"
 #include "proxy/epstats.h"
 #include "proxy/lb.h"
+#include "proxy/listener.h"
 #include "proxy/pport.h"
 #include "proxy/proxier.h"
+#include "proxy/tcp_relay.h"
 
 #define ADMIN_TIMEOUT_S		10
 #define ADMIN_MAX_HEADERS	8192
+#define ADMIN_DEADLINE_MS	10000	/* a connection's whole life */
+#define ADMIN_MAX_CONNS		64	/* per server; the oldest goes */
+#define ADMIN_SWEEP_MS		1000	/* deadline and reaping tick */
+
+/* One connection of an admin server: our reference on its bufferevent. */
+struct admin_conn {
+	TAILQ_ENTRY(admin_conn)	 entry;		/* oldest first */
+	struct bufferevent	*bev;
+	long long		 deadline_ms;
+	bool			 cut;
+};
+
+TAILQ_HEAD(admin_conn_list, admin_conn);
+
+/* The connections of one evhttp server. */
+struct admin_guard {
+	struct event_base	*base;
+	struct event		*sweep;
+	struct admin_conn_list	 conns;
+	size_t			 n_conns;	/* not cut yet */
+	uint64_t		 n_cut;		/* over the deadline or cap */
+};
 
 struct admin {
 	const struct conf		*conf;
@@ -41,6 +78,8 @@ struct admin {
 	const struct admin_counters	*counters;
 	struct evhttp			*healthz;
 	struct evhttp			*metrics;
+	struct admin_guard		 healthz_guard;
+	struct admin_guard		 metrics_guard;
 	uint64_t			 healthz_200, healthz_503;
 	uint64_t			 livez_200, livez_503;
 };
@@ -188,6 +227,137 @@ admin_on_other(struct evhttp_request *req, void *arg)
 	evhttp_send_error(req, HTTP_NOTFOUND, NULL);
 }
 
+/* Whether evhttp still owns the connection: it clears the callbacks on free. */
+static bool
+admin_conn_alive(const struct admin_conn *c)
+{
+	bufferevent_event_cb eventcb = NULL;
+
+	bufferevent_getcb(c->bev, NULL, NULL, &eventcb, NULL);
+	return eventcb != NULL;
+}
+
+static void
+admin_conn_forget(struct admin_guard *g, struct admin_conn *c)
+{
+	if (!c->cut)
+		g->n_conns--;
+	TAILQ_REMOVE(&g->conns, c, entry);
+	bufferevent_decref(c->bev);
+	free(c);
+}
+
+/* Shut the socket down: evhttp reads EOF (or fails a write) and frees it. */
+static void
+admin_conn_cut(struct admin_guard *g, struct admin_conn *c)
+{
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+
+	if (c->cut)
+		return;
+	if (fd != -1)
+		shutdown(fd, SHUT_RDWR);
+	c->cut = true;
+	g->n_conns--;
+	g->n_cut++;
+}
+
+/* Keep the sweep ticking while any connection is listed. */
+static void
+admin_guard_arm(struct admin_guard *g)
+{
+	struct timeval tv = { ADMIN_SWEEP_MS / 1000,
+	    ADMIN_SWEEP_MS % 1000 * 1000 };
+
+	if (!TAILQ_EMPTY(&g->conns) && !evtimer_pending(g->sweep, NULL))
+		evtimer_add(g->sweep, &tv);
+}
+
+/*
+ * Drop the connections evhttp has freed (their sockets close now) and cut
+ * those past their deadline.  Keeps ticking while any is left.
+ */
+static void
+admin_guard_sweep(struct admin_guard *g)
+{
+	struct admin_conn *c, *tmp;
+	long long now = clock_mono_ms_coarse();
+
+	TAILQ_FOREACH_SAFE(c, &g->conns, entry, tmp) {
+		if (!admin_conn_alive(c))
+			admin_conn_forget(g, c);
+		else if (now >= c->deadline_ms)
+			admin_conn_cut(g, c);
+	}
+	admin_guard_arm(g);
+}
+
+static void
+admin_guard_tick(evutil_socket_t fd, short what, void *arg)
+{
+	admin_guard_sweep(arg);
+}
+
+/*
+ * evhttp's bufferevent callback, called for each accepted connection: make
+ * the bufferevent ourselves and keep a reference, to cut the connection at
+ * its deadline.  At the cap the oldest connection still open is cut.
+ */
+static struct bufferevent *
+admin_guard_accept(struct event_base *base, void *arg)
+{
+	struct admin_guard *g = arg;
+	struct bufferevent *bev;
+	struct admin_conn *c;
+
+	admin_guard_sweep(g);
+	if (g->n_conns >= ADMIN_MAX_CONNS)
+		TAILQ_FOREACH(c, &g->conns, entry)
+			if (!c->cut) {
+				admin_conn_cut(g, c);
+				break;
+			}
+	if ((bev = bufferevent_socket_new(base, -1,
+	    BEV_OPT_CLOSE_ON_FREE)) == NULL)
+		return NULL;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return bev;	/* served, only not guarded */
+	bufferevent_incref(bev);
+	c->bev = bev;
+	c->deadline_ms = clock_mono_ms_coarse() + ADMIN_DEADLINE_MS;
+	TAILQ_INSERT_TAIL(&g->conns, c, entry);
+	g->n_conns++;
+	/* Not a sweep: evhttp sets its callbacks only after we return. */
+	admin_guard_arm(g);
+	return bev;
+}
+
+static int
+admin_guard_init(struct admin_guard *g, struct event_base *base,
+    struct evhttp *http)
+{
+	TAILQ_INIT(&g->conns);
+	g->base = base;
+	if ((g->sweep = evtimer_new(base, admin_guard_tick, g)) == NULL)
+		return -1;
+	evhttp_set_bevcb(http, admin_guard_accept, g);
+	return 0;
+}
+
+/* After evhttp_free(): every connection is gone, drop our references. */
+static void
+admin_guard_free(struct admin_guard *g)
+{
+	struct admin_conn *c;
+
+	if (g->sweep == NULL)
+		return;
+	while ((c = TAILQ_FIRST(&g->conns)) != NULL)
+		admin_conn_forget(g, c);
+	event_free(g->sweep);
+	g->sweep = NULL;
+}
+
 static struct evhttp *
 admin_listen(struct event_base *base, const char *what, const char *addr,
     char *err, size_t errlen)
@@ -236,6 +406,10 @@ admin_new(struct event_base *base, const struct conf *conf,
 		if ((a->healthz = admin_listen(base, "health server",
 		    conf->healthz_bind_address, err, errlen)) == NULL)
 			goto fail;
+		if (admin_guard_init(&a->healthz_guard, base, a->healthz) == -1) {
+			snprintf(err, errlen, "health server: out of memory");
+			goto fail;
+		}
 		evhttp_set_cb(a->healthz, "/healthz", admin_on_healthz, a);
 		evhttp_set_cb(a->healthz, "/livez", admin_on_livez, a);
 		evhttp_set_gencb(a->healthz, admin_on_other, a);
@@ -244,6 +418,10 @@ admin_new(struct event_base *base, const struct conf *conf,
 		if ((a->metrics = admin_listen(base, "metrics server",
 		    conf->metrics_bind_address, err, errlen)) == NULL)
 			goto fail;
+		if (admin_guard_init(&a->metrics_guard, base, a->metrics) == -1) {
+			snprintf(err, errlen, "metrics server: out of memory");
+			goto fail;
+		}
 		evhttp_set_cb(a->metrics, "/metrics", admin_on_metrics, a);
 		evhttp_set_cb(a->metrics, "/proxyMode", admin_on_proxy_mode, a);
 		evhttp_set_cb(a->metrics, "/healthz", admin_on_healthz, a);
@@ -266,6 +444,8 @@ admin_free(struct admin *a)
 		evhttp_free(a->healthz);
 	if (a->metrics != NULL)
 		evhttp_free(a->metrics);
+	admin_guard_free(&a->healthz_guard);
+	admin_guard_free(&a->metrics_guard);
 	free(a);
 }
 
@@ -333,6 +513,46 @@ admin_process_metrics(struct evbuffer *b)
 	    "Start time of the process since unix epoch in seconds.");
 	metrics_sample(b, "process_start_time_seconds", NULL,
 	    boot + (double)start / (double)ticks);
+}
+
+/*
+ * Accept pauses, resets passed on and admin connections cut: how the data
+ * path and this server held up under abuse.
+ */
+static void
+admin_relay_metrics(struct admin *a, struct evbuffer *b)
+{
+	const char *reason[] = { "reason", NULL, NULL };
+	const char *dir[] = { "direction", NULL, NULL };
+	const char *server[] = { "server", NULL, NULL };
+	int r;
+
+	metrics_family(b, "kuproxy_accept_errors_total", "counter",
+	    "Times accepting paused on TCP service ports, by the error: out "
+	    "of descriptors (EMFILE, ENFILE), of memory, or another");
+	for (r = 0; r < LISTENER_ERR_MAX; r++) {
+		reason[1] = listener_accept_error_name(r);
+		metrics_sample(b, "kuproxy_accept_errors_total", reason,
+		    (double)listener_n_accept_errors(r));
+	}
+	metrics_family(b, "kuproxy_tcp_resets_total", "counter",
+	    "TCP resets passed on: direction=\"endpoint\", an endpoint reset "
+	    "and the client was reset; direction=\"client\", the reverse");
+	dir[1] = "endpoint";
+	metrics_sample(b, "kuproxy_tcp_resets_total", dir,
+	    (double)tcp_relay_n_resets(true));
+	dir[1] = "client";
+	metrics_sample(b, "kuproxy_tcp_resets_total", dir,
+	    (double)tcp_relay_n_resets(false));
+	metrics_family(b, "kuproxy_admin_connections_cut_total", "counter",
+	    "Health and metrics connections cut: open 10 s after accept, or "
+	    "the oldest when 64 were open");
+	server[1] = "healthz";
+	metrics_sample(b, "kuproxy_admin_connections_cut_total", server,
+	    (double)a->healthz_guard.n_cut);
+	server[1] = "metrics";
+	metrics_sample(b, "kuproxy_admin_connections_cut_total", server,
+	    (double)a->metrics_guard.n_cut);
 }
 
 static void
@@ -409,6 +629,15 @@ admin_sync_metrics(struct admin *a, struct evbuffer *b)
 		metrics_sample(b, "kuproxy_config_reloads_total", bad,
 		    (double)a->counters->reloads_failed);
 	}
+	{
+		const char *cap[] = { "reason", "max_connections", NULL };
+
+		metrics_family(b, "kuproxy_tcp_connections_rejected_total",
+		    "counter", "TCP clients reset at once, not served");
+		metrics_sample(b, "kuproxy_tcp_connections_rejected_total",
+		    cap, (double)tcp_relay_n_rejected());
+	}
+	admin_relay_metrics(a, b);
 }
 
 /* One family of per-service-port samples: which value and how it is named. */

@@ -83,9 +83,17 @@ struct conf {
 	/* --udp-max-associations (per service port), --udp-max-associations-total */
 	uint32_t		 udp_max_assoc_per_port;
 	uint32_t		 udp_max_assoc_total;
+	/* --udp-reject-privileged-sources: drop client source ports < 1024 */
+	bool			 udp_reject_privileged_sources;
 
 	/* --tcp-idle-timeout: 0 (off, as upstream) */
 	uint32_t		 tcp_idle_timeout_ms;
+	/* --tcp-half-close-timeout (1h, as conntrack's tcpCloseWaitTimeout) */
+	uint32_t		 tcp_half_close_timeout_ms;
+	/* --tcp-keepalive: 0 (off: the kernel's defaults) */
+	uint32_t		 tcp_keepalive_ms;
+	/* --max-connections: TCP sessions at once, 0 unlimited */
+	uint32_t		 tcp_max_connections;
 	/* --relay-mode splice|copy */
 	enum conf_relay_mode	 relay_mode;
 
@@ -96,6 +104,8 @@ struct conf {
 	char			*status_socket;
 	/* --shutdown-grace-period (30s) */
 	uint32_t		 shutdown_grace_ms;
+	/* --user NAME[:GROUP]: drop root for it after start-up (privdrop.c) */
+	char			*user;
 
 	/* --json: machine-readable output of a command such as status */
 	bool			 output_json;

@@ -38,6 +38,7 @@ enum config_type {
 	CONFIG_DURATION,	/* a string in Go's duration syntax */
 	CONFIG_STRINGS,		/* a list of strings */
 	CONFIG_INT,
+	CONFIG_BOOL,
 	CONFIG_IGNORED,		/* anything, down to its leaves; warned */
 	CONFIG_MODE,		/* must be kube-proxy's userspace mode */
 	CONFIG_CHECK,		/* must equal the row's `expect` */
@@ -116,7 +117,13 @@ static const struct config_field config_fields[] = {
 	OWN("kuproxy.udpMaxAssociations", CONFIG_INT, "udp-max-associations"),
 	OWN("kuproxy.udpMaxAssociationsTotal", CONFIG_INT,
 	    "udp-max-associations-total"),
+	OWN("kuproxy.udpRejectPrivilegedSources", CONFIG_BOOL,
+	    "udp-reject-privileged-sources"),
 	OWN("kuproxy.tcpIdleTimeout", CONFIG_DURATION, "tcp-idle-timeout"),
+	OWN("kuproxy.tcpHalfCloseTimeout", CONFIG_DURATION,
+	    "tcp-half-close-timeout"),
+	OWN("kuproxy.tcpKeepalive", CONFIG_DURATION, "tcp-keepalive"),
+	OWN("kuproxy.maxConnections", CONFIG_INT, "max-connections"),
 	OWN("kuproxy.relayMode", CONFIG_STRING, "relay-mode"),
 	OWN("kuproxy.shutdownGracePeriod", CONFIG_DURATION,
 	    "shutdown-grace-period"),
@@ -362,6 +369,13 @@ config_field_value(struct config_load *ld, const struct config_field *fd,
 	switch (fd->type) {
 	case CONFIG_STRINGS:
 		return config_apply_strings(ld, fd, val, line);
+	case CONFIG_BOOL:
+		if (!json_object_is_type(val, json_type_boolean))
+			return config_error(ld, line, fd->path, "expected true "
+			    "or false, got %s",
+			    config_repr(val, repr, sizeof(repr)));
+		return config_apply(ld, fd, json_object_get_boolean(val) ?
+		    "true" : "false", line);
 	case CONFIG_INT:
 		if (!json_object_is_type(val, json_type_int))
 			return config_error(ld, line, fd->path, "expected a "

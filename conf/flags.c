@@ -178,6 +178,11 @@ static const struct flag flags[] = {
 	    "The log line format."),
 	STRING_FLAG("master", "URL", master, "",
 	    "The API server's address; overrides the one in --kubeconfig."),
+	UINT32_FLAG("max-connections", tcp_max_connections, 0, "0",
+	    "The most TCP connections relayed at once, over every service "
+	    "port (HAProxy's maxconn); a client above it is reset at once "
+	    "and counted in kuproxy_tcp_connections_rejected_total.  0 sets "
+	    "no cap: running out of descriptors pauses accept instead."),
 	HOST_PORT_FLAG("metrics-bind-address", metrics_bind_address,
 	    "127.0.0.1:10249",
 	    "The IP:PORT of the metrics server ([::]:10249 for IPv6).  Empty "
@@ -209,18 +214,40 @@ static const struct flag flags[] = {
 	    "/run/kuproxy/status.sock",
 	    "A unix socket that answers status queries.  Empty disables "
 	    "it."),
+	DURATION_FLAG("tcp-half-close-timeout", tcp_half_close_timeout_ms, 0,
+	    "1h",
+	    "Close a TCP session this long after one side sent FIN if no "
+	    "byte has moved since (what conntrack's tcpCloseWaitTimeout is "
+	    "to kube-proxy's other modes); 0 never does."),
 	DURATION_FLAG("tcp-idle-timeout", tcp_idle_timeout_ms, 0, "0s",
 	    "Close a TCP session after this long without traffic in either "
 	    "direction; 0 never does, as kube-proxy."),
+	DURATION_FLAG("tcp-keepalive", tcp_keepalive_ms, 0, "0s",
+	    "TCP keepalive and TCP_USER_TIMEOUT on client and endpoint "
+	    "sockets, so that a peer gone without FIN or RST has both "
+	    "sockets closed within about this long (plus one probe "
+	    "interval, a sixth of it); 0 leaves the kernel's defaults "
+	    "(no keepalive)."),
 	UINT32_FLAG("udp-max-associations", udp_max_assoc_per_port, 1,
 	    "4096",
 	    "The most UDP client associations one service port keeps."),
 	UINT32_FLAG("udp-max-associations-total", udp_max_assoc_total, 1,
 	    "65536",
 	    "The most UDP client associations across all service ports."),
+	BOOL_FLAG("udp-reject-privileged-sources",
+	    udp_reject_privileged_sources,
+	    "Drop UDP datagrams from client source ports below 1024, where "
+	    "the servers of reflection attacks (DNS, NTP) answer from: a "
+	    "reply could loop between two such servers (HAProxy's "
+	    "reject-privileged-ports)."),
 	DURATION_FLAG("udp-timeout", udp_timeout_ms, 1, "250ms",
 	    "How long an idle UDP association is kept.  Must be greater "
 	    "than 0."),
+	STRING_FLAG("user", "NAME[:GROUP]", user, "",
+	    "Started as root, switch to this user (and its group, or GROUP) "
+	    "before serving, keeping only the capabilities the flags need: "
+	    "CAP_NET_ADMIN for portal rules, CAP_NET_RAW for "
+	    "iptables-legacy, CAP_NET_BIND_SERVICE for ports below 1024."),
 	{ .name = "v", .shorthand = 'v', .value_name = "N",
 	  .set = flag_set_verbosity, .offset = M(verbosity),
 	  .default_text = "0",
@@ -767,6 +794,7 @@ conf_clear(struct conf *c)
 	free(c->healthz_bind_address);
 	free(c->metrics_bind_address);
 	free(c->status_socket);
+	free(c->user);
 	memset(c, 0, sizeof(*c));
 }
 

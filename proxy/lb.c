@@ -4,7 +4,9 @@
  *
  * This module owns the list of usable endpoints of one service port in the
  * table's sorted order, the round-robin cursor, and the ClientIP affinity
- * map.  It does no I/O and reads no clock: the caller passes the time, so
+ * map, and the health of each endpoint as dials reported it (lb_report):
+ * how long it is passed over, and how many of its dials in a row timed
+ * out.  It does no I/O and reads no clock: the caller passes the time, so
  * tests control it.  Connecting, retrying and counting are tcp_relay's.
  *
  * Departures from upstream, on purpose:
@@ -14,7 +16,11 @@
  * - upstream ignored a custom affinity timeout and changes to it (k/k#107398);
  *   we apply the timeout given with each update, to old entries too;
  * - upstream used only ready endpoints; when none is ready we fall back to
- *   serving-and-terminating ones, as the kernel modes do.
+ *   serving-and-terminating ones, as the kernel modes do;
+ * - upstream retried a dead endpoint on every connection that round robin
+ *   sent there; an endpoint that failed is passed over for a back-off that
+ *   doubles while it keeps failing (nginx's fail_timeout), as long as
+ *   another endpoint is usable.
  */
 #include "config.h"
 
@@ -40,8 +46,16 @@ struct lb_affinity {
 
 RB_HEAD(lb_affinity_tree, lb_affinity);
 
+/* What dials told us about one endpoint. */
+struct lb_health {
+	long long	 down_until_ms;	/* passed over before this */
+	uint32_t	 backoff_ms;	/* the last back-off; 0 healthy */
+	unsigned	 timeouts;	/* dials in a row that timed out */
+};
+
 struct lb {
 	struct lb_target	*targets;	/* usable, in table order */
+	struct lb_health	*health;	/* by index in targets */
 	size_t			 n_targets;
 	size_t			 next;		/* index of the next RR pick */
 	struct lb_target	 last;		/* last RR pick, for updates */
@@ -117,6 +131,7 @@ lb_free(struct lb *lb)
 		return;
 	lb_affinity_clear(lb);
 	free(lb->targets);
+	free(lb->health);
 	free(lb);
 }
 
@@ -140,14 +155,15 @@ lb_endpoint_valid(const struct endpoint *ep)
  * an update with many affinity entries stays cheap.
  */
 static ssize_t
-lb_find(const struct lb *lb, const struct lb_target *t)
+lb_find_in(const struct lb_target *targets, size_t n,
+    const struct lb_target *t)
 {
-	size_t lo = 0, hi = lb->n_targets, mid;
+	size_t lo = 0, hi = n, mid;
 	int c;
 
 	while (lo < hi) {
 		mid = lo + (hi - lo) / 2;
-		if ((c = lb_target_cmp(&lb->targets[mid], t)) == 0)
+		if ((c = lb_target_cmp(&targets[mid], t)) == 0)
 			return (ssize_t)mid;
 		if (c < 0)
 			lo = mid + 1;
@@ -155,6 +171,12 @@ lb_find(const struct lb *lb, const struct lb_target *t)
 			hi = mid;
 	}
 	return -1;
+}
+
+static ssize_t
+lb_find(const struct lb *lb, const struct lb_target *t)
+{
+	return lb_find_in(lb->targets, lb->n_targets, t);
 }
 
 /*
@@ -191,16 +213,21 @@ lb_update(struct lb *lb, const struct endpoint *eps, size_t n,
     enum svc_affinity affinity, uint32_t timeout_s)
 {
 	struct lb_target *targets = NULL;
+	struct lb_health *health = NULL;
 	struct lb_affinity *a, *tmp;
 	size_t i, n_ready = 0, n_targets = 0;
+	ssize_t old;
 	bool fallback;
 
 	for (i = 0; i < n; i++)
 		if (lb_endpoint_valid(&eps[i]) && svc_endpoint_usable(&eps[i]))
 			n_ready++;
 	fallback = n_ready == 0;
-	if (n > 0 && (targets = calloc(n, sizeof(*targets))) == NULL)
+	if (n > 0 && ((targets = calloc(n, sizeof(*targets))) == NULL ||
+	    (health = calloc(n, sizeof(*health))) == NULL)) {
+		free(targets);
 		return -1;
+	}
 	for (i = 0; i < n; i++) {
 		if (!lb_endpoint_valid(&eps[i]))
 			continue;
@@ -209,11 +236,17 @@ lb_update(struct lb *lb, const struct endpoint *eps, size_t n,
 			continue;
 		targets[n_targets].ip = eps[i].ip;
 		targets[n_targets].port = eps[i].port;
+		/* An endpoint that stays keeps what its dials told us. */
+		if ((old = lb_find_in(lb->targets, lb->n_targets,
+		    &targets[n_targets])) >= 0)
+			health[n_targets] = lb->health[old];
 		n_targets++;
 	}
 
 	free(lb->targets);
+	free(lb->health);
 	lb->targets = targets;
+	lb->health = health;
 	lb->n_targets = n_targets;
 	lb->next = lb_cursor_after_update(lb);
 	lb->affinity = affinity;
@@ -263,20 +296,37 @@ lb_affinity_record(struct lb *lb, const struct svc_ip *client,
 	a->last_used_ms = now_ms;
 }
 
-/* The next endpoint in rotation, preferring ones not yet tried. */
-static size_t
-lb_next_untried(const struct lb *lb, const struct lb_tried *tried)
+static bool
+lb_index_down(const struct lb *lb, size_t i, long long now_ms)
 {
-	size_t k, i;
+	return lb->health[i].backoff_ms != 0 &&
+	    now_ms < lb->health[i].down_until_ms;
+}
 
-	if (tried == NULL || tried->n == 0)
-		return lb->next;
+/*
+ * The next endpoint in rotation, preferring one neither tried nor backing
+ * off, then one not tried, then the next.  With every endpoint healthy and
+ * nothing tried (the usual case) this is the cursor, at no cost.
+ */
+static size_t
+lb_next_usable(const struct lb *lb, const struct lb_tried *tried,
+    long long now_ms)
+{
+	size_t k, i, untried = lb->n_targets;
+	bool was_tried;
+
 	for (k = 0; k < lb->n_targets; k++) {
 		i = (lb->next + k) % lb->n_targets;
-		if (!lb_tried_has(tried, &lb->targets[i]))
+		was_tried = tried != NULL && lb_tried_has(tried,
+		    &lb->targets[i]);
+		if (was_tried)
+			continue;
+		if (!lb_index_down(lb, i, now_ms))
 			return i;
+		if (untried == lb->n_targets)
+			untried = i;
 	}
-	return lb->next;
+	return untried != lb->n_targets ? untried : lb->next;
 }
 
 /*
@@ -305,14 +355,15 @@ lb_pick(struct lb *lb, const struct svc_ip *client,
 		memset(&key, 0, sizeof(key));
 		key.client = *client;
 		a = RB_FIND(lb_affinity_tree, &lb->clients, &key);
-		if (a != NULL && lb_affinity_live(lb, a, now_ms)) {
+		if (a != NULL && lb_affinity_live(lb, a, now_ms) &&
+		    !lb_backing_off(lb, &a->target, now_ms)) {
 			a->last_used_ms = now_ms;
 			*out = a->target;
 			return 0;
 		}
 	}
 
-	i = lb_next_untried(lb, tried);
+	i = lb_next_usable(lb, tried, now_ms);
 	*out = lb->targets[i];
 	lb->last = lb->targets[i];
 	lb->have_last = true;
@@ -320,6 +371,59 @@ lb_pick(struct lb *lb, const struct svc_ip *client,
 	if (sticky)
 		lb_affinity_record(lb, client, out, now_ms);
 	return 0;
+}
+
+/*
+ * Record how a dial to t ended: a failure starts or doubles t's back-off and
+ * a timeout also counts towards longer dial steps; a connection makes t
+ * healthy again.  Endpoints not in the set are ignored.
+ */
+void
+lb_report(struct lb *lb, const struct lb_target *t, enum lb_result result,
+    long long now_ms)
+{
+	struct lb_health *h;
+	ssize_t i;
+
+	if ((i = lb_find(lb, t)) < 0)
+		return;
+	h = &lb->health[i];
+	if (result == LB_CONNECTED) {
+		memset(h, 0, sizeof(*h));
+		return;
+	}
+	if (result == LB_TIMED_OUT)
+		h->timeouts++;
+	if (h->backoff_ms == 0)
+		h->backoff_ms = LB_BACKOFF_MS;
+	else if (h->backoff_ms < LB_BACKOFF_MAX_MS / 2)
+		h->backoff_ms *= 2;
+	else
+		h->backoff_ms = LB_BACKOFF_MAX_MS;
+	h->down_until_ms = now_ms + h->backoff_ms;
+}
+
+/* Dials to t in a row that timed out; 0 for an endpoint not in the set. */
+unsigned
+lb_n_timeouts(const struct lb *lb, const struct lb_target *t)
+{
+	ssize_t i;
+
+	if ((i = lb_find(lb, t)) < 0)
+		return 0;
+	return lb->health[i].timeouts;
+}
+
+/* Whether t failed lately and is passed over until its back-off ends. */
+bool
+lb_backing_off(const struct lb *lb, const struct lb_target *t,
+    long long now_ms)
+{
+	ssize_t i;
+
+	if ((i = lb_find(lb, t)) < 0)
+		return false;
+	return lb_index_down(lb, (size_t)i, now_ms);
 }
 
 /*

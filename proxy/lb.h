@@ -2,9 +2,11 @@
 /*
  * Load balancing for one service port: round robin over the usable
  * endpoints in a stable order, ClientIP session affinity with a sliding
- * timeout, and a tried-set so that a retry goes to another endpoint
- * (nginx's tried bitmap).  Pure state, no I/O; time is passed in so that
- * tests control it.
+ * timeout, a tried-set so that a retry goes to another endpoint (nginx's
+ * tried bitmap), and a passive health check: an endpoint that just refused
+ * or timed out is passed over for a short back-off (nginx's max_fails /
+ * fail_timeout, HAProxy's observe layer4) while another one is usable.
+ * Pure state, no I/O; time is passed in so that tests control it.
  */
 #ifndef KUPROXY_LB_H
 #define KUPROXY_LB_H
@@ -16,6 +18,15 @@
 #include "base/svc.h"
 
 #define LB_MAX_TRIES	4	/* upstream's four dial attempts */
+#define LB_BACKOFF_MS	2000	/* first back-off after a failure */
+#define LB_BACKOFF_MAX_MS 30000	/* doubling stops here */
+
+/* How a dial to an endpoint ended, for the passive health check. */
+enum lb_result {
+	LB_CONNECTED = 0,
+	LB_REFUSED,		/* or any error the endpoint answered with */
+	LB_TIMED_OUT,		/* no answer: a black hole */
+};
 
 /* An endpoint as a session sees it: an address to connect to. */
 struct lb_target {
@@ -48,16 +59,36 @@ size_t		 lb_n_endpoints(const struct lb *);
 
 /*
  * Choose an endpoint for a connection from client.  With affinity and an
- * empty tried-set, a live affinity entry wins and is refreshed.  Otherwise
- * the next endpoint in round-robin order that is not in tried (if every one
- * was tried, the next one regardless); with affinity the choice is recorded
- * for the client, so after a failed try the client's affinity moves to the
- * endpoint that answers.  Returns 0 with *out set, or -1 when there is no
- * endpoint.
+ * empty tried-set, a live affinity entry wins and is refreshed, unless its
+ * endpoint is backing off after a failure.  Otherwise the next endpoint in
+ * round-robin order that is neither in tried nor backing off; else the next
+ * one not in tried; if every one was tried, the next one regardless.  With
+ * affinity the choice is recorded for the client, so after a failed try the
+ * client's affinity moves to the endpoint that answers.  Returns 0 with
+ * *out set, or -1 when there is no endpoint.
  */
 int		 lb_pick(struct lb *, const struct svc_ip *client,
 		    const struct lb_tried *tried, long long now_ms,
 		    struct lb_target *out);
+
+/*
+ * Report how a dial to t ended at now_ms.  A failure puts t in back-off
+ * (LB_BACKOFF_MS, doubling on each further failure up to LB_BACKOFF_MAX_MS);
+ * a connection clears its back-off and its timeout count.  An endpoint not
+ * in the set is ignored.  The state survives lb_update() for endpoints that
+ * stay.
+ */
+void		 lb_report(struct lb *, const struct lb_target *t,
+		    enum lb_result, long long now_ms);
+/*
+ * How many dials to t in a row timed out (0 for an unknown endpoint): the
+ * caller's dial timeout may grow with it, so that an endpoint that never
+ * timed out gets the first step whatever attempt it comes in.
+ */
+unsigned	 lb_n_timeouts(const struct lb *, const struct lb_target *t);
+/* Whether t is backing off after a failure at now_ms. */
+bool		 lb_backing_off(const struct lb *, const struct lb_target *t,
+		    long long now_ms);
 
 /* Drop affinity entries idle for longer than the timeout. */
 void		 lb_sweep(struct lb *, long long now_ms);

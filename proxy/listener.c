@@ -14,7 +14,17 @@
  * - starvation, when accept() runs out of descriptors or memory: the listener
  *   stops polling and retries on a timer or as soon as a session closes
  *   (relayd's relay_accept pause), so we neither spin nor exit, where
- *   upstream panicked.
+ *   upstream panicked.  A client needs two descriptors, so accept() alone
+ *   would take the last one and leave the endpoint's socket() to fail and
+ *   the client to be reset; the listeners therefore hold one spare
+ *   descriptor (relayd's and nginx's reserve) and accept only while they
+ *   hold it.  The session that meets EMFILE at socket() spends the spare
+ *   (listener_fd_reserve_use) and every listener starves until it can be
+ *   taken back: clients wait in the backlog instead of being reset.
+ *
+ * The TCP options accepted sockets need are set on the listening socket,
+ * which Linux copies into every socket it accepts: TCP_NODELAY always, and
+ * the keepalive settings tcp_relay asks for.
  *
  * What to do with an accepted socket is the caller's (tcp_relay).  UDP
  * sockets get their port here and are served by udp_relay.
@@ -25,8 +35,10 @@
 #include <sys/socket.h>
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,13 +69,24 @@ struct listener {
 	bool			 paused;	/* no endpoints: unlistened */
 	bool			 starved;	/* out of fds: not polling */
 	unsigned long		 n_starved;
+	uint32_t		 keepalive_ms;	/* accepted sockets inherit */
+	bool			 queue_stale;	/* queued before keepalive_ms */
 };
 
 LIST_HEAD(listener_list, listener);
 
 static struct listener_list	listeners = LIST_HEAD_INITIALIZER(listeners);
 static struct listener_list	starved = LIST_HEAD_INITIALIZER(starved);
+/* How many of our listeners hold each port: a bind try is O(1), not O(n). */
+static uint16_t			held_ports[65536];
 static struct log_ratelimit	starved_log;
+/* The spare descriptor: accepting waits while it cannot be held. */
+static int			reserve_fd = -1;
+static uint64_t			accept_errors[LISTENER_ERR_MAX];
+
+static const char *const accept_error_names[LISTENER_ERR_MAX] = {
+	"EMFILE", "ENFILE", "ENOMEM", "other"
+};
 
 static int
 listener_sockaddr(const char *bind_addr, uint16_t port,
@@ -128,12 +151,7 @@ listener_socket(enum svc_proto proto, int family)
 static bool
 listener_port_held(uint16_t port)
 {
-	struct listener *l;
-
-	LIST_FOREACH(l, &listeners, entry)
-		if (l->port == port)
-			return true;
-	return false;
+	return held_ports[port] > 0;
 }
 
 static uint16_t
@@ -285,6 +303,39 @@ listener_bind(enum svc_proto proto, const char *bind_addr, uint16_t begin,
 	return -1;
 }
 
+static enum listener_accept_error
+listener_error_kind(int error)
+{
+	switch (error) {
+	case EMFILE:
+		return LISTENER_ERR_EMFILE;
+	case ENFILE:
+		return LISTENER_ERR_ENFILE;
+	case ENOMEM:
+	case ENOBUFS:
+		return LISTENER_ERR_ENOMEM;
+	default:
+		return LISTENER_ERR_OTHER;
+	}
+}
+
+/* Hold the spare descriptor if it is not held: 0, or -1 with errno. */
+static int
+listener_reserve_take(void)
+{
+	if (reserve_fd != -1)
+		return 0;
+	reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	return reserve_fd == -1 ? -1 : 0;
+}
+
+/* Count one pause of accepting, for kuproxy_accept_errors_total. */
+static void
+listener_count_error(int error)
+{
+	accept_errors[listener_error_kind(error)]++;
+}
+
 /* Stop polling after fd exhaustion; a timer or a closed session resumes. */
 static void
 listener_starve(struct listener *l, int error)
@@ -308,8 +359,15 @@ listener_starve(struct listener *l, int error)
 static void
 listener_unstarve(struct listener *l)
 {
+	struct timeval tv = { 0, LISTENER_STARVED_MS * 1000 };
+
 	if (!l->starved)
 		return;
+	/* Still no spare descriptor: wait for the next close or the timer. */
+	if (listener_reserve_take() == -1) {
+		evtimer_add(l->ev_retry, &tv);
+		return;
+	}
 	l->starved = false;
 	LIST_REMOVE(l, starved_entry);
 	evtimer_del(l->ev_retry);
@@ -336,7 +394,13 @@ listener_readable_cb(evutil_socket_t lfd, short what, void *arg)
 	socklen_t sslen;
 	int i, fd;
 
-	for (i = 0; i < LISTENER_ACCEPT_BATCH && !l->paused && !l->starved;
+	if (listener_reserve_take() == -1) {
+		listener_count_error(errno);
+		listener_starve(l, errno);
+		return;
+	}
+	for (i = 0; i < LISTENER_ACCEPT_BATCH && !l->paused && !l->starved &&
+	    reserve_fd != -1;
 	    i++) {
 		sslen = sizeof(ss);
 		fd = accept4(l->fd, (struct sockaddr *)&ss, &sslen,
@@ -347,6 +411,8 @@ listener_readable_cb(evutil_socket_t lfd, short what, void *arg)
 		}
 		switch (errno) {
 		case EAGAIN:
+			/* What connects from now on inherits our options. */
+			l->queue_stale = false;
 			return;
 		case EINTR:
 		case ECONNABORTED:
@@ -355,10 +421,12 @@ listener_readable_cb(evutil_socket_t lfd, short what, void *arg)
 		case ENFILE:
 		case ENOBUFS:
 		case ENOMEM:
+			listener_count_error(errno);
 			listener_starve(l, errno);
 			return;
 		default:
 			log_warn("%s: accept", l->what);
+			listener_count_error(errno);
 			listener_starve(l, errno);
 			return;
 		}
@@ -376,6 +444,7 @@ listener_new(struct event_base *base, int fd, const char *what,
     listener_accept_cb cb, void *arg, char *err, size_t errlen)
 {
 	struct listener *l;
+	int one = 1;
 
 	if ((l = calloc(1, sizeof(*l))) == NULL) {
 		snprintf(err, errlen, "%s: out of memory", what);
@@ -391,6 +460,9 @@ listener_new(struct event_base *base, int fd, const char *what,
 		snprintf(err, errlen, "%s: socket is not bound", what);
 		goto fail;
 	}
+	/* Before listen(): every socket accepted from it inherits it. */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == -1)
+		log_warn("%s: TCP_NODELAY on port %u", what, l->port);
 	if (listen(fd, SOMAXCONN) == -1) {
 		snprintf(err, errlen, "%s: listen on port %u: %s", what,
 		    l->port, strerror(errno));
@@ -405,6 +477,9 @@ listener_new(struct event_base *base, int fd, const char *what,
 		goto fail;
 	}
 	LIST_INSERT_HEAD(&listeners, l, entry);
+	held_ports[l->port]++;
+	/* Failing here is no failure: accepting waits until it is taken. */
+	(void)listener_reserve_take();
 	return l;
 fail:
 	if (l->ev_accept != NULL)
@@ -478,6 +553,63 @@ listener_n_starved(const struct listener *l)
 	return l->n_starved;
 }
 
+/*
+ * Keepalive on fd: probes start after half of keepalive_ms and come every
+ * sixth of it, and TCP_USER_TIMEOUT ends the connection keepalive_ms after
+ * the peer last acknowledged anything, probes included; so a vanished peer
+ * is found within about keepalive_ms plus one probe interval, idle or not.
+ * 0 turns keepalive and the user timeout off.
+ */
+int
+listener_sock_keepalive(int fd, uint32_t keepalive_ms)
+{
+	int on = keepalive_ms != 0;
+	int idle_s = (int)(keepalive_ms / 2000);
+	int intvl_s = (int)(keepalive_ms / 6000);
+	int cnt = 3;
+	unsigned int user_timeout = keepalive_ms;
+
+	if (idle_s < 1)
+		idle_s = 1;
+	if (intvl_s < 1)
+		intvl_s = 1;
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) == -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout,
+	    sizeof(user_timeout)) == -1)
+		return -1;
+	if (!on)
+		return 0;
+	if (setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s,
+	    sizeof(idle_s)) == -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl_s,
+	    sizeof(intvl_s)) == -1 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) == -1)
+		return -1;
+	return 0;
+}
+
+/*
+ * Give the listening socket keepalive_ms for the sockets it accepts.
+ * Sockets already in the accept queue were copied from the listening
+ * socket before the change; they are stale until accept() next finds the
+ * queue empty.  Returns whether a socket accepted now inherited the value.
+ */
+bool
+listener_keepalive_inherited(struct listener *l, uint32_t keepalive_ms)
+{
+	if (l->keepalive_ms == keepalive_ms)
+		return !l->queue_stale;
+	if (listener_sock_keepalive(l->fd, keepalive_ms) == -1) {
+		/* Each accepted socket then gets its own. */
+		log_v(2, "%s: keepalive on port %u: %s", l->what, l->port,
+		    strerror(errno));
+		return false;
+	}
+	l->keepalive_ms = keepalive_ms;
+	l->queue_stale = true;
+	return false;
+}
+
 /* Close the listening socket and free l; NULL is fine. */
 void
 listener_free(struct listener *l)
@@ -487,6 +619,7 @@ listener_free(struct listener *l)
 	if (l->starved)
 		LIST_REMOVE(l, starved_entry);
 	LIST_REMOVE(l, entry);
+	held_ports[l->port]--;
 	event_free(l->ev_accept);
 	event_free(l->ev_retry);
 	close(l->fd);
@@ -503,6 +636,45 @@ listener_fd_released(void)
 {
 	struct listener *l;
 
+	/* Without the spare back, the listeners' timers try again later. */
+	if (LIST_EMPTY(&starved) || listener_reserve_take() == -1)
+		return;
 	while ((l = LIST_FIRST(&starved)) != NULL)
 		listener_unstarve(l);
+}
+
+/*
+ * Give the spare descriptor up for a client's endpoint socket after error
+ * (EMFILE, ENFILE): every listener stops accepting until it is back.
+ * Returns 0 when a descriptor was freed, -1 when there was no spare.
+ */
+int
+listener_fd_reserve_use(int error)
+{
+	struct listener *l;
+
+	if (reserve_fd == -1)
+		return -1;
+	close(reserve_fd);
+	reserve_fd = -1;
+	listener_count_error(error);
+	LIST_FOREACH(l, &listeners, entry)
+		if (!l->paused)
+			listener_starve(l, error);
+	return 0;
+}
+
+/* Accept pauses for reason, over every listener, since start. */
+uint64_t
+listener_n_accept_errors(enum listener_accept_error reason)
+{
+	return reason < LISTENER_ERR_MAX ? accept_errors[reason] : 0;
+}
+
+/* The reason's label value in kuproxy_accept_errors_total. */
+const char *
+listener_accept_error_name(enum listener_accept_error reason)
+{
+	return reason < LISTENER_ERR_MAX ? accept_error_names[reason] :
+	    "other";
 }

@@ -9,10 +9,15 @@
  * connections (RST, the client sees ECONNREFUSED at once, as HAProxy pauses
  * a proxy); running out of descriptors stops polling for a short while
  * instead of spinning (relayd's accept pause).
+ *
+ * Accepted sockets inherit TCP options from the listening socket on Linux
+ * (TCP_NODELAY, SO_KEEPALIVE and its timers, TCP_USER_TIMEOUT), so they are
+ * set there once rather than on every accepted socket.
  */
 #ifndef KUPROXY_LISTENER_H
 #define KUPROXY_LISTENER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -41,7 +46,8 @@ struct listener;
 
 /*
  * Listen on a TCP socket from listener_bind() (taking it over) and call cb
- * for each accepted connection.  Returns NULL with err on failure (fd closed).
+ * for each accepted connection, which comes with TCP_NODELAY set.  Returns
+ * NULL with err on failure (fd closed).
  */
 struct listener	*listener_new(struct event_base *, int fd, const char *what,
 		    listener_accept_cb cb, void *arg, char *err, size_t errlen);
@@ -56,6 +62,26 @@ int		 listener_is_paused(const struct listener *);
  */
 int		 listener_is_starved(const struct listener *);
 unsigned long	 listener_n_starved(const struct listener *);
+/*
+ * Make the listening socket carry --tcp-keepalive keepalive_ms (0: off) for
+ * the sockets it accepts, if it does not already.  Returns whether a socket
+ * accepted now has it: false for those that were queued before a change,
+ * until accept() has emptied the queue once; the caller sets those itself
+ * with listener_sock_keepalive().
+ */
+bool		 listener_keepalive_inherited(struct listener *,
+		    uint32_t keepalive_ms);
+
+/*
+ * Set TCP keepalive on a TCP socket so that a peer gone without FIN or RST
+ * is noticed within about keepalive_ms: SO_KEEPALIVE, the first probe after
+ * half of it, then probes every sixth (at least 1 s each), and
+ * TCP_USER_TIMEOUT keepalive_ms, which also bounds how long sent bytes may
+ * stay unacknowledged.  keepalive_ms 0 turns all of it off.  Returns 0, or
+ * -1 with errno.
+ */
+int		 listener_sock_keepalive(int fd, uint32_t keepalive_ms);
+
 /* Close the socket; connections already accepted are not affected. */
 void		 listener_free(struct listener *);
 
@@ -64,5 +90,29 @@ void		 listener_free(struct listener *);
  * early when a descriptor is freed.  tcp_relay calls this on each close.
  */
 void		 listener_fd_released(void);
+
+/*
+ * The descriptor reserve (relayd's, nginx's): the listeners hold one spare
+ * descriptor and accept only while they hold it, so a client they accept
+ * always has a descriptor left for its endpoint.  When socket() for an
+ * endpoint fails with EMFILE or ENFILE (error), the caller gives the spare
+ * up with this and tries again; every listener pauses accepting (clients
+ * wait in the backlog, they are not reset) until the spare can be taken
+ * back.  Returns 0 when a descriptor was freed, -1 when there was none.
+ */
+int		 listener_fd_reserve_use(int error);
+
+/* Why accepting paused, for kuproxy_accept_errors_total{reason}. */
+enum listener_accept_error {
+	LISTENER_ERR_EMFILE = 0,
+	LISTENER_ERR_ENFILE,
+	LISTENER_ERR_ENOMEM,	/* ENOMEM, ENOBUFS */
+	LISTENER_ERR_OTHER,
+	LISTENER_ERR_MAX
+};
+/* Pauses for that reason since start, over every listener. */
+uint64_t	 listener_n_accept_errors(enum listener_accept_error);
+/* "EMFILE", "ENFILE", "ENOMEM", "other". */
+const char	*listener_accept_error_name(enum listener_accept_error);
 
 #endif

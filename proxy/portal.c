@@ -16,6 +16,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <net/route.h>
@@ -23,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bsd/string.h>
@@ -32,7 +35,21 @@
 #include "proxy/portal.h"
 #include "proxy/portal_exec.h"
 
+/*
+ * iptables-legacy takes the xtables lock for a restore; nft has no such
+ * lock.  kube-proxy waits up to 5 s (-w 5), which here would stop every
+ * relay and accept meanwhile: a sync first checks the lock itself, waits a
+ * little for a holder that is quick (another iptables command), and
+ * otherwise backs off (portal_lock_busy).  The restore's own wait, 1 s
+ * (iptables counts whole seconds; -w 0 waits for ever), then covers only a
+ * holder that took the lock between that check and the restore.  The
+ * start-up probe, removal and --cleanup still wait 5 s.
+ */
 #define PORTAL_LOCK_WAIT_S	"5"
+#define PORTAL_SYNC_LOCK_WAIT_S	"1"
+#define PORTAL_LOCK_CHECK_MS	200	/* the longest a sync waits */
+#define PORTAL_LOCK_CHECK_STEP_MS 10
+#define PORTAL_LOCK_FILE	"/run/xtables.lock"	/* iptables' default */
 /* A scratch chain for the start-up checks; --cleanup removes it too. */
 #define PORTAL_PROBE_CHAIN	"KUPROXY-PROBE"
 
@@ -103,15 +120,17 @@ portal_log_failure(const char *tool, struct portal_run *run,
 }
 
 /*
- * Run a restore tool on input.  Returns 0 or -1 (logged unless quiet; the
- * tool's stderr is copied to err when err is not NULL).
+ * Run a restore tool on input, waiting at most lock_wait_s seconds for the
+ * xtables lock.  Returns 0 or -1 (logged unless quiet; the tool's stderr
+ * is copied to err when err is not NULL).
  */
 static int
-portal_restore(enum conf_iptables_backend backend, int family,
-    const char *input, bool quiet, char *err, size_t errlen)
+portal_restore_wait(enum conf_iptables_backend backend, int family,
+    const char *input, const char *lock_wait_s, bool quiet, char *err,
+    size_t errlen)
 {
 	const char		*tool = portal_tool(backend, family, false);
-	const char *const	 argv[] = { tool, "-w", PORTAL_LOCK_WAIT_S,
+	const char *const	 argv[] = { tool, "-w", lock_wait_s,
 	    "--noflush", NULL };
 	struct portal_run	 run;
 	int			 rc = 0;
@@ -134,6 +153,53 @@ portal_restore(enum conf_iptables_backend backend, int family,
 	}
 	portal_run_clear(&run);
 	return rc;
+}
+
+/* portal_restore_wait() with iptables' usual 5 s wait for the lock. */
+static int
+portal_restore(enum conf_iptables_backend backend, int family,
+    const char *input, bool quiet, char *err, size_t errlen)
+{
+	return portal_restore_wait(backend, family, input, PORTAL_LOCK_WAIT_S,
+	    quiet, err, errlen);
+}
+
+/*
+ * Whether another program holds the xtables lock that iptables-legacy-
+ * restore would wait for ($XTABLES_LOCKFILE, as iptables reads it, else
+ * /run/xtables.lock) for longer than PORTAL_LOCK_CHECK_MS.  A restore
+ * started then would block the event loop, and with it every relay and
+ * accept, for as long as its -w lets it wait; the caller fails the sync
+ * instead and the proxier retries with back-off.  Logs when busy.
+ * A lock file that cannot be opened is not busy: iptables creates it, or
+ * reports why it cannot.
+ */
+static bool
+portal_lock_busy(enum conf_iptables_backend backend)
+{
+	const struct timespec	 step = { 0,
+	    PORTAL_LOCK_CHECK_STEP_MS * 1000000L };
+	const char		*path = getenv("XTABLES_LOCKFILE");
+	int			 fd, waited_ms = 0;
+	bool			 busy;
+
+	if (backend != CONF_IPT_LEGACY)
+		return false;
+	if (path == NULL || *path == '\0')
+		path = PORTAL_LOCK_FILE;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
+		return false;
+	while ((busy = flock(fd, LOCK_EX | LOCK_NB) == -1 &&
+	    errno == EWOULDBLOCK) && waited_ms < PORTAL_LOCK_CHECK_MS) {
+		nanosleep(&step, NULL);
+		waited_ms += PORTAL_LOCK_CHECK_STEP_MS;
+	}
+	/* Closing releases the check's own lock before the restore runs. */
+	close(fd);
+	if (busy)
+		log_warnx("iptables-legacy-restore: the xtables lock %s is held "
+		    "by another program; backing off instead of waiting", path);
+	return busy;
 }
 
 /* Run the save tool; 0 with its output in run, or -1 (run cleared). */
@@ -780,7 +846,8 @@ portal_sync_family(struct portal *p, int family,
 		    portal_family_name(family));
 		goto done;
 	}
-	rc = portal_restore(p->backend, family, input, false, NULL, 0);
+	rc = portal_restore_wait(p->backend, family, input,
+	    PORTAL_SYNC_LOCK_WAIT_S, false, NULL, 0);
 	if (rc == 0)
 		log_debug("portals: %s rules synced with iptables-%s",
 		    portal_family_name(family), portal_backend_name(p));
@@ -816,6 +883,8 @@ portal_sync(struct portal *p, const struct portal_port *ports,
 	if (p->backend == CONF_IPT_NONE)
 		return 0;
 	portal_warn_denied(p, ports, n_ports);
+	if (portal_lock_busy(p->backend))
+		return -1;
 	portal_find_host_ips(p, false);
 	if (portal_sync_family(p, AF_INET, ports, n_ports) == -1)
 		rc = -1;

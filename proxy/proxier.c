@@ -15,6 +15,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -40,6 +41,12 @@
 /* Large pipes cut splice's CPU per byte several times over 64 KiB ones. */
 #define PROXIER_PIPE_SIZE	(1 << 20)
 #define PROXIER_IDLE_PIPES	64
+/*
+ * A table change this large (ports added, removed or changed) follows a
+ * big list or file read whose parse trees were just freed: give that heap
+ * back to the system instead of keeping it as RSS.
+ */
+#define PROXIER_TRIM_CHANGES	256
 
 /* A live service port in the proxier's map. */
 struct pport_node {
@@ -586,13 +593,15 @@ void
 proxier_apply(struct proxier *px, struct svctab *tab)
 {
 	struct svctab_stats	st;
+	long long		t0 = clock_mono_ms();
+	size_t			n_changes;
 
 	if (px->stopped) {
 		svctab_unref(tab);
 		return;
 	}
 	memset(px->diff_counts, 0, sizeof(px->diff_counts));
-	svctab_diff(px->tab, tab, proxier_diff_cb, px);
+	n_changes = svctab_diff(px->tab, tab, proxier_diff_cb, px);
 	svctab_unref(px->tab);
 	px->tab = tab;
 	svctab_stats(tab, &st);
@@ -604,6 +613,11 @@ proxier_apply(struct proxier *px, struct svctab *tab)
 	    px->diff_counts[SVC_DIFF_ENDPOINTS]);
 	if (px->rules_dirty || px->n_closing > 0 || px->last_sync_ms == 0)
 		proxier_maybe_sync(px);
+	if (n_changes - px->diff_counts[SVC_DIFF_ENDPOINTS] >=
+	    PROXIER_TRIM_CHANGES)
+		malloc_trim(0);
+	log_v(2, "service table: %zu port changes applied in %lld ms",
+	    n_changes, clock_mono_ms() - t0);
 }
 
 void

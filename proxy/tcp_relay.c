@@ -2,26 +2,34 @@
 /*
  * TCP sessions: one accepted client, one endpoint, the bytes between them.
  *
- * This module owns each session from accept to close: choosing an endpoint
- * (lb.c), connecting without blocking and moving on to the next endpoint on
- * refusal or timeout (upstream's TryConnectEndpoints, without its blocking
- * accept loop, k/k#47122), relaying both directions, passing half-close on,
- * turning a reset on one side into a reset on the other, the idle timeout,
- * and the per-port counters.  Accepting is listener.c's; which ports exist
- * is the proxier's.
+ * This module owns each session from accept to close: the connection cap,
+ * choosing an endpoint (lb.c), connecting without blocking and moving on to
+ * the next endpoint on refusal or timeout (upstream's TryConnectEndpoints,
+ * without its blocking accept loop, k/k#47122), relaying both directions,
+ * passing half-close on, turning a reset on one side into a reset on the
+ * other, TCP keepalive, the idle and half-close timeouts, and the per-port
+ * counters.  Accepting is listener.c's; which ports exist is the proxier's.
  *
  * A session is two flows, client to backend and backend to client.  Each
  * flow reads from its source only when nothing of its own is waiting to be
- * written, and waits for its destination to drain otherwise (backpressure).
- * In splice mode the bytes go source -> pipe -> destination and never enter
- * user memory; in copy mode through a buffer.  Either way a flow holds its
- * pipe or buffer only while bytes are in it, so an idle session costs two
+ * written, and waits for its destination to drain otherwise (backpressure:
+ * a slow reader makes the kernel close the sender's window, nothing piles
+ * up here).  Small reads go through one buffer shared by every session and
+ * are written out at once; a flow whose reads fill that buffer moves on to
+ * splice(2), source -> pipe -> destination, so bulk bytes never enter user
+ * memory (HAProxy's splice-auto).  A flow holds a pipe, or a buffer for a
+ * partial write, only while bytes are in it, so an idle session costs two
  * sockets and this struct.
+ *
+ * Each socket has one edge-triggered event, registered once (nginx's
+ * model): the session remembers which sockets may be read or written and
+ * stops a read early when the kernel said all there was, so a request and
+ * its answer cost a read and a write each, with no epoll_ctl.
  *
  * Unlike upstream, which closed both sockets when either direction ended
  * (k/k#18524), EOF is forwarded with shutdown(SHUT_WR) and the session ends
- * when both directions have ended; the idle timeout bounds half-open
- * sessions.
+ * when both directions have ended; --tcp-half-close-timeout bounds how long
+ * a half-closed session may stay silent, --tcp-idle-timeout any session.
  */
 #include "config.h"
 
@@ -32,6 +40,7 @@
 #include <netinet/tcp.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +49,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <event2/event_struct.h>
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -49,50 +59,66 @@
 #include "proxy/pport.h"
 #include "proxy/tcp_relay.h"
 
-#define TCP_RELAY_BUFSIZE	(64 * 1024)	/* copy mode, per direction */
+#define TCP_RELAY_BUFSIZE	(64 * 1024)	/* one read in copy mode */
+#define TCP_RELAY_SPLICE_MIN	(16 * 1024)	/* full reads of this: splice */
 #define TCP_RELAY_ROUNDS	8	/* read+write rounds per wakeup */
 #define TCP_RELAY_LOG_EVERY_MS	5000
 
-/* Upstream's dial timeouts, one per attempt (proxysocket.go). */
-static const int tcp_connect_timeout_ms[LB_MAX_TRIES] = {
+/*
+ * Upstream's dial timeouts (proxysocket.go), there one per attempt, so a
+ * black hole met after a refusal cost the second step.  Here a step is
+ * climbed only by timing out: the step is the smaller of the timeouts this
+ * connection has met and those in a row of the endpoint (lb_n_timeouts).
+ * A refusal costs no step, an endpoint never slow before gets the first,
+ * and retrying a slow endpoint still waits longer each time, as upstream
+ * meant; a connection never waits longer in all than the four steps.
+ */
+static const uint32_t tcp_connect_timeout_ms[LB_MAX_TRIES] = {
 	250, 500, 1000, 2000
 };
+#define TCP_CONNECT_BUDGET_MS	(250 + 500 + 1000 + 2000)
 
 enum tcp_side {
 	TCP_CLIENT = 0,
 	TCP_BACKEND,
 };
 
+/* What the kernel last told us about a socket (edge-triggered). */
+#define TCP_IO_READ	0x01	/* bytes or EOF may be waiting */
+#define TCP_IO_WRITE	0x02	/* the send buffer may take more */
+#define TCP_IO_RDHUP	0x04	/* the peer's FIN has arrived */
+
 /* One direction: bytes read from side i, written to the other side. */
 struct tcp_flow {
 	int		 pipe[2];	/* splice: held while pending > 0 */
-	char		*buf;		/* copy: held only while pending > 0 */
-	size_t		 off;		/* copy: first byte not yet written */
-	size_t		 pending;	/* read, not yet written */
+	char		*buf;		/* the shared buffer, or our own */
+	uint32_t	 off;		/* buf: first byte not yet written */
+	uint32_t	 pending;	/* read, not yet written */
 	bool		 eof;		/* the source sent FIN */
 	bool		 shut;		/* FIN passed on to the destination */
+	bool		 bulk;		/* reads fill the buffer: splice them */
 	uint64_t	 bytes;		/* written to the destination */
 };
 
 struct tcp_session {
 	TAILQ_ENTRY(tcp_session) entry;
 	struct pport		*pp;
-	int			 fd[2];		/* by enum tcp_side */
-	struct event		*ev_read[2];
-	struct event		*ev_write[2];
-	struct event		*ev_connect;	/* connected, or timed out */
-	struct event		*ev_idle;
-	struct tcp_flow		 flow[2];	/* flow[i] reads from fd[i] */
+	struct event		 ev[2];		/* by enum tcp_side */
+	int			 fd[2];
+	uint8_t			 io[2];		/* TCP_IO_* by side */
 	bool			 splice;
-	struct svc_ip		 client_ip;
-	char			 client_str[SVC_IPSTRLEN + 8];
-	char			 target_str[SVC_IPSTRLEN + 8];
-	struct lb_tried		 tried;
+	bool			 connected;	/* to s->target */
+	uint8_t			 attempts;
+	uint8_t			 n_timeouts;	/* dials of ours that timed out */
+	uint32_t		 dial_ms;	/* the dial's timeout */
+	uint32_t		 dial_spent_ms;	/* dial timeouts so far */
+	uint32_t		 timeout_ms;	/* the timer in force; 0 none */
+	struct tcp_flow		 flow[2];	/* flow[i] reads from fd[i] */
+	struct lb_target	 client;	/* for affinity and logs */
 	struct lb_target	 target;
+	struct lb_tried		 tried;
 	struct ep_stats		*ep;		/* the endpoint's counters */
 	uint64_t		 ep_bytes[2];	/* flow bytes already counted there */
-	bool			 connected;	/* to s->target */
-	int			 attempts;
 	long long		 last_active_ms;
 };
 
@@ -101,18 +127,21 @@ TAILQ_HEAD(tcp_session_list, tcp_session);
 static struct tcp_session_list	sessions = TAILQ_HEAD_INITIALIZER(sessions);
 static size_t			n_sessions;
 static size_t			n_buffers;
+static uint64_t			n_rejected;
+static uint64_t			n_resets[2];	/* by the side that reset */
+static uint64_t			bytes_copied;
 static struct log_ratelimit	socket_log;
+static struct log_ratelimit	reject_log;
+/*
+ * Where every small read lands.  One event loop, and the bytes are written
+ * out before the next read, so one buffer serves every session; what a
+ * destination cannot take at once moves to a buffer of the flow's own.
+ */
+static char			scratch[TCP_RELAY_BUFSIZE];
 
 static void	tcp_session_connect_next(struct tcp_session *);
-
-static void
-tcp_set_nodelay(int fd)
-{
-	int one = 1;
-
-	/* Interactive protocols must not wait on Nagle twice (W3). */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
+static void	tcp_client_cb(evutil_socket_t, short, void *);
+static void	tcp_backend_cb(evutil_socket_t, short, void *);
 
 /* Close so that the peer gets RST rather than FIN. */
 static void
@@ -125,46 +154,82 @@ tcp_close_reset(int fd)
 }
 
 static void
-tcp_peer_to_ip(const struct sockaddr *sa, socklen_t len, struct svc_ip *ip,
-    char *str, size_t strlen)
+tcp_set_nodelay(int fd)
+{
+	int one = 1;
+
+	/* Interactive protocols must not wait on Nagle twice (W3). */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static void
+tcp_peer_to_target(const struct sockaddr *sa, socklen_t len,
+    struct lb_target *t)
 {
 	const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
 	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
-	struct lb_target t;
 
-	memset(&t, 0, sizeof(t));
+	memset(t, 0, sizeof(*t));
 	if (sa != NULL && sa->sa_family == AF_INET && len >= sizeof(*sin)) {
-		t.ip.family = AF_INET;
-		memcpy(t.ip.addr, &sin->sin_addr, 4);
-		t.port = ntohs(sin->sin_port);
+		t->ip.family = AF_INET;
+		memcpy(t->ip.addr, &sin->sin_addr, 4);
+		t->port = ntohs(sin->sin_port);
 	} else if (sa != NULL && sa->sa_family == AF_INET6 &&
 	    len >= sizeof(*sin6)) {
 		/* A v4 client on a dual-stack socket is a v4 client. */
 		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-			t.ip.family = AF_INET;
-			memcpy(t.ip.addr, &sin6->sin6_addr.s6_addr[12], 4);
+			t->ip.family = AF_INET;
+			memcpy(t->ip.addr, &sin6->sin6_addr.s6_addr[12], 4);
 		} else {
-			t.ip.family = AF_INET6;
-			memcpy(t.ip.addr, &sin6->sin6_addr, 16);
+			t->ip.family = AF_INET6;
+			memcpy(t->ip.addr, &sin6->sin6_addr, 16);
 		}
-		t.port = ntohs(sin6->sin6_port);
+		t->port = ntohs(sin6->sin6_port);
 	}
-	*ip = t.ip;
-	if (t.ip.family == 0)
-		snprintf(str, strlen, "unknown");
-	else
-		lb_target_str(&t, str, strlen);
 }
 
-static void
-tcp_event_want(struct event *ev, bool want)
+/* "10.0.0.1:80", or `none` when t holds no address. */
+static const char *
+tcp_target_str(const struct lb_target *t, const char *none, char *buf,
+    size_t len)
 {
-	bool pending = event_pending(ev, EV_READ | EV_WRITE, NULL);
+	if (t->ip.family == 0)
+		return none;
+	return lb_target_str(t, buf, len);
+}
 
-	if (want && !pending)
-		event_add(ev, NULL);
-	else if (!want && pending)
-		event_del(ev);
+/*
+ * Log a line about s at verbosity level, prefixed with the service port,
+ * the client and (with_endpoint) the endpoint.  The addresses are formatted
+ * only when the line is written: sessions keep no strings.
+ */
+static void __attribute__((format(printf, 4, 5)))
+tcp_session_log(const struct tcp_session *s, int level, bool with_endpoint,
+    const char *fmt, ...)
+{
+	char client[SVC_IPSTRLEN + 8], target[SVC_IPSTRLEN + 8], msg[256];
+	va_list ap;
+
+	if (log_verbosity() < level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (with_endpoint)
+		log_v(level, "service %s: client %s: endpoint %s: %s",
+		    s->pp->display, tcp_target_str(&s->client, "unknown",
+		    client, sizeof(client)), tcp_target_str(&s->target, "none",
+		    target, sizeof(target)), msg);
+	else
+		log_v(level, "service %s: client %s: %s", s->pp->display,
+		    tcp_target_str(&s->client, "unknown", client,
+		    sizeof(client)), msg);
+}
+
+static const char *
+tcp_side_name(int side)
+{
+	return side == TCP_CLIENT ? "client" : "endpoint";
 }
 
 static void
@@ -172,19 +237,14 @@ tcp_flow_release(struct tcp_session *s, struct tcp_flow *f)
 {
 	if (f->pipe[0] != -1)
 		pipe_pool_put(s->pp->env->pipes, f->pipe, f->pending == 0);
-	if (f->buf != NULL) {
+	if (f->buf != NULL && f->buf != scratch) {
 		free(f->buf);
-		f->buf = NULL;
 		n_buffers--;
 	}
+	f->buf = NULL;
 	f->off = 0;
 }
 
-/*
- * The one way a session ends: log why, free pipes, buffers and events,
- * close both sockets (with RST when reset), wake starved listeners, update
- * the counters and drop the pport reference.  s is gone afterwards.
- */
 /* Add the bytes moved since the last call to the endpoint's counters. */
 static void
 tcp_session_report_bytes(struct tcp_session *s)
@@ -198,22 +258,32 @@ tcp_session_report_bytes(struct tcp_session *s)
 	s->ep_bytes[TCP_BACKEND] = s->flow[TCP_BACKEND].bytes;
 }
 
+/* Stop watching side's socket; events never outlive their socket. */
+static void
+tcp_session_unwatch(struct tcp_session *s, int side)
+{
+	if (event_initialized(&s->ev[side]))
+		event_del(&s->ev[side]);
+	memset(&s->ev[side], 0, sizeof(s->ev[side]));
+}
+
+/*
+ * The one way a session ends: log why, free pipes and buffers, stop the
+ * events, close both sockets (with RST when reset), wake starved listeners,
+ * update the counters and drop the pport reference.  s is gone afterwards.
+ */
 static void
 tcp_session_close(struct tcp_session *s, const char *reason, bool reset)
 {
 	struct pport *pp = s->pp;
 	int i;
 
-	log_v(reset ? 3 : 4, "service %s: client %s: endpoint %s: closed%s: "
-	    "%s (%llu bytes in, %llu bytes out)", pp->display, s->client_str,
-	    s->target_str, reset ? " with reset" : "", reason,
+	tcp_session_log(s, reset ? 3 : 4, true, "closed%s: %s (%llu bytes "
+	    "in, %llu bytes out)", reset ? " with reset" : "", reason,
 	    (unsigned long long)s->flow[TCP_CLIENT].bytes,
 	    (unsigned long long)s->flow[TCP_BACKEND].bytes);
 	for (i = 0; i < 2; i++) {
-		if (s->ev_read[i] != NULL)
-			event_free(s->ev_read[i]);
-		if (s->ev_write[i] != NULL)
-			event_free(s->ev_write[i]);
+		tcp_session_unwatch(s, i);
 		tcp_flow_release(s, &s->flow[i]);
 		if (s->fd[i] == -1)
 			continue;
@@ -222,10 +292,6 @@ tcp_session_close(struct tcp_session *s, const char *reason, bool reset)
 		else
 			close(s->fd[i]);
 	}
-	if (s->ev_connect != NULL)
-		event_free(s->ev_connect);
-	if (s->ev_idle != NULL)
-		event_free(s->ev_idle);
 	if (s->ep != NULL && s->connected) {
 		tcp_session_report_bytes(s);
 		s->ep->active--;
@@ -239,54 +305,196 @@ tcp_session_close(struct tcp_session *s, const char *reason, bool reset)
 	listener_fd_released();
 }
 
-/* Take a pipe (splice) or a buffer (copy, or no pipe to be had). */
-static int
-tcp_flow_hold(struct tcp_session *s, struct tcp_flow *f)
+/* ---- timers: idle and half-close, on the client socket's event ---- */
+
+/*
+ * The timeout that applies now: --tcp-idle-timeout, or the shorter
+ * --tcp-half-close-timeout once one direction has ended.  0: none.
+ */
+static uint32_t
+tcp_session_timeout_ms(const struct tcp_session *s)
 {
-	if (f->pipe[0] != -1 || f->buf != NULL)
-		return 0;
-	if (s->splice && pipe_pool_get(s->pp->env->pipes, f->pipe) == 0)
-		return 0;
-	if ((f->buf = malloc(TCP_RELAY_BUFSIZE)) == NULL)
-		return -1;
-	n_buffers++;
-	f->off = 0;
-	return 0;
+	const struct conf *c = s->pp->env->conf;
+	uint32_t t = c->tcp_idle_timeout_ms;
+	uint32_t half = c->tcp_half_close_timeout_ms;
+
+	if ((s->flow[0].shut || s->flow[1].shut) && half != 0 &&
+	    (t == 0 || half < t))
+		t = half;
+	return t;
+}
+
+static void
+tcp_ms_to_tv(long long ms, struct timeval *tv)
+{
+	tv->tv_sec = ms / 1000;
+	tv->tv_usec = ms % 1000 * 1000;
 }
 
 /*
- * Read what the source has into the flow.  Returns the bytes read, 0 at
- * EOF, or -1 with errno (EAGAIN: nothing now).
+ * Put the timer in step with the session's state.  It rides on the client
+ * socket's event (a persistent event re-arms its timeout on activity), so
+ * a session costs no timer of its own, and changing it is no system call.
+ */
+static void
+tcp_session_timer_update(struct tcp_session *s)
+{
+	uint32_t t = tcp_session_timeout_ms(s);
+	struct timeval tv;
+
+	if (t == s->timeout_ms)
+		return;
+	s->timeout_ms = t;
+	s->last_active_ms = clock_mono_ms_coarse();
+	if (t == 0) {
+		event_remove_timer(&s->ev[TCP_CLIENT]);
+		return;
+	}
+	tcp_ms_to_tv(t, &tv);
+	event_add(&s->ev[TCP_CLIENT], &tv);
+}
+
+static void
+tcp_session_timer_fired(struct tcp_session *s)
+{
+	long long idle = clock_mono_ms_coarse() - s->last_active_ms;
+	struct timeval tv;
+	char reason[80];
+
+	if (s->timeout_ms == 0)
+		return;
+	if (idle >= s->timeout_ms) {
+		snprintf(reason, sizeof(reason), "%s for %lld ms",
+		    s->flow[0].shut || s->flow[1].shut ?
+		    "half-closed and silent" : "idle", idle);
+		tcp_session_close(s, reason, false);
+		return;
+	}
+	/* Activity since the timer was set: sleep for the rest only. */
+	tcp_ms_to_tv(s->timeout_ms - idle, &tv);
+	event_add(&s->ev[TCP_CLIENT], &tv);
+}
+
+/* ---- moving bytes ---- */
+
+/* Take a pipe for a splice read; 0, or -1 when none is to be had. */
+static int
+tcp_flow_take_pipe(struct tcp_session *s, struct tcp_flow *f)
+{
+	if (f->pipe[0] != -1)
+		return 0;
+	return pipe_pool_get(s->pp->env->pipes, f->pipe);
+}
+
+/*
+ * Read what the source has into the pipe.  Returns the bytes read, 0 at
+ * EOF, or -1 with errno; -2 when this socket pair cannot splice (the
+ * session copies from now on).
  */
 static ssize_t
-tcp_flow_fill(struct tcp_session *s, struct tcp_flow *f, int src)
+tcp_flow_splice_in(struct tcp_session *s, struct tcp_flow *f, int side)
 {
 	ssize_t n;
 
-	if (tcp_flow_hold(s, f) == -1) {
+	n = splice(s->fd[side], NULL, f->pipe[1], NULL,
+	    pipe_pool_pipe_size(s->pp->env->pipes),
+	    SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+	if (n == -1 && (errno == EINVAL || errno == ENOSYS)) {
+		tcp_session_log(s, 2, false, "splice: %s, copying instead",
+		    strerror(errno));
+		s->splice = false;
+		pipe_pool_put(s->pp->env->pipes, f->pipe, true);
+		return -2;
+	}
+	if (n == -1 && errno == EAGAIN)
+		s->io[side] &= ~TCP_IO_READ;
+	if (n > 0) {
+		f->pending = (uint32_t)n;
+		/* A small read: the burst is over, try plain reads again. */
+		if (n < TCP_RELAY_SPLICE_MIN)
+			f->bulk = false;
+	}
+	return n;
+}
+
+/*
+ * Read into the shared buffer.  Returns the bytes read, 0 at EOF, or -1
+ * with errno.  A read that fills the buffer makes a splicing session splice
+ * the flow's next reads.
+ */
+static ssize_t
+tcp_flow_recv(struct tcp_session *s, struct tcp_flow *f, int side)
+{
+	size_t want = s->splice ? TCP_RELAY_SPLICE_MIN : TCP_RELAY_BUFSIZE;
+	ssize_t n;
+
+	n = recv(s->fd[side], scratch, want, 0);
+	if (n == -1) {
+		if (errno == EAGAIN)
+			s->io[side] &= ~TCP_IO_READ;
+		return -1;
+	}
+	/*
+	 * A short read of a stream socket took all it had (epoll(7)), so the
+	 * next bytes will raise an edge: no read that would say EAGAIN.  Not
+	 * so when a FIN is known to be waiting (EPOLLRDHUP), nor after our
+	 * own shutdown, when the peer's FIN comes as EPOLLHUP without it.
+	 */
+	if (n > 0 && (size_t)n < want && !(s->io[side] & TCP_IO_RDHUP) &&
+	    !s->flow[!side].shut)
+		s->io[side] &= ~TCP_IO_READ;
+	if (n > 0) {
+		f->buf = scratch;
+		f->off = 0;
+		f->pending = (uint32_t)n;
+		if ((size_t)n == want && s->splice)
+			f->bulk = true;
+	}
+	return n;
+}
+
+/*
+ * Read what the source has; see tcp_flow_recv() for the results.  The flow
+ * is empty: a buffer of its own that drained goes first.
+ */
+static ssize_t
+tcp_flow_fill(struct tcp_session *s, struct tcp_flow *f, int side)
+{
+	ssize_t n;
+
+	if (f->buf != NULL && f->buf != scratch) {
+		free(f->buf);
+		n_buffers--;
+	}
+	f->buf = NULL;
+	f->off = 0;
+	if (s->splice && f->bulk && tcp_flow_take_pipe(s, f) == 0 &&
+	    (n = tcp_flow_splice_in(s, f, side)) != -2)
+		return n;
+	return tcp_flow_recv(s, f, side);
+}
+
+/*
+ * What the destination did not take from the shared buffer moves to a
+ * buffer of the flow's own, before any other read can overwrite it.
+ * Returns 0, or -1 (ENOMEM).
+ */
+static int
+tcp_flow_keep(struct tcp_flow *f)
+{
+	char *own;
+
+	if (f->buf != scratch || f->pending == 0)
+		return 0;
+	if ((own = malloc(f->pending)) == NULL) {
 		errno = ENOMEM;
 		return -1;
 	}
-	if (f->pipe[0] != -1) {
-		n = splice(src, NULL, f->pipe[1], NULL,
-		    pipe_pool_pipe_size(s->pp->env->pipes),
-		    SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
-		if (n == -1 && (errno == EINVAL || errno == ENOSYS)) {
-			/* This socket pair cannot splice: copy from now on. */
-			log_v(2, "service %s: client %s: splice: %s, copying "
-			    "instead", s->pp->display, s->client_str,
-			    strerror(errno));
-			s->splice = false;
-			pipe_pool_put(s->pp->env->pipes, f->pipe, true);
-			return tcp_flow_fill(s, f, src);
-		}
-	} else {
-		n = recv(src, f->buf, TCP_RELAY_BUFSIZE, 0);
-		f->off = 0;
-	}
-	if (n > 0)
-		f->pending = (size_t)n;
-	return n;
+	memcpy(own, scratch + f->off, f->pending);
+	f->buf = own;
+	f->off = 0;
+	n_buffers++;
+	return 0;
 }
 
 /*
@@ -300,40 +508,66 @@ tcp_flow_flush(struct tcp_session *s, struct tcp_flow *f, int dst,
 	ssize_t n;
 
 	while (f->pending > 0) {
-		if (f->pipe[0] != -1)
-			n = splice(f->pipe[0], NULL, dst, NULL, f->pending,
-			    SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
-		else
-			n = send(dst, f->buf + f->off, f->pending,
+		if (f->buf != NULL)
+			n = send(s->fd[dst], f->buf + f->off, f->pending,
 			    MSG_NOSIGNAL);
+		else
+			n = splice(f->pipe[0], NULL, s->fd[dst], NULL,
+			    f->pending, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
 		if (n == -1 && errno == EINTR)
 			continue;
+		if (n == -1 && errno == EAGAIN) {
+			s->io[dst] &= ~TCP_IO_WRITE;
+			break;
+		}
 		if (n == -1)
-			return errno == EAGAIN ? 0 : -1;
-		if (f->buf != NULL)
-			f->off += (size_t)n;
-		f->pending -= (size_t)n;
+			return -1;
+		if (f->buf != NULL) {
+			f->off += (uint32_t)n;
+			bytes_copied += (uint64_t)n;
+		}
+		f->pending -= (uint32_t)n;
 		f->bytes += (uint64_t)n;
 		*counter += (uint64_t)n;
-		s->last_active_ms = clock_mono_ms_coarse();
 	}
 	return 0;
 }
 
-static const char *
-tcp_side_name(int side)
+/* Whether flow i could move bytes now without news from the kernel. */
+static bool
+tcp_flow_can_move(const struct tcp_session *s, int i)
 {
-	return side == TCP_CLIENT ? "client" : "endpoint";
+	const struct tcp_flow *f = &s->flow[i];
+
+	if (f->pending > 0)
+		return (s->io[!i] & TCP_IO_WRITE) != 0;
+	return !f->eof && (s->io[i] & TCP_IO_READ) != 0;
 }
 
-/* Poll the source only when the flow is empty, the destination when not. */
+/* The source is done and all of it delivered: pass FIN on. */
 static void
-tcp_flow_interest(struct tcp_session *s, int i)
+tcp_flow_pass_fin(struct tcp_session *s, int i)
 {
-	struct tcp_flow *f = &s->flow[i];
+	s->flow[i].shut = true;
+	tcp_session_log(s, 4, false, "%s closed its side", tcp_side_name(i));
+	/*
+	 * When the other direction has ended too, the session closes next
+	 * and close() sends this FIN: the socket has nothing left to read.
+	 */
+	if (!s->flow[!i].shut)
+		shutdown(s->fd[!i], SHUT_WR);
+	tcp_session_timer_update(s);
+}
 
-	tcp_event_want(s->ev_read[i], !f->eof && f->pending == 0);
-	tcp_event_want(s->ev_write[!i], f->pending > 0);
+/*
+ * Side reset its connection (error is what reading from or writing to it
+ * said): the session passes the reset on to the other side.
+ */
+static void
+tcp_count_reset(int side, int error)
+{
+	if (error == ECONNRESET || error == EPIPE)
+		n_resets[side]++;
 }
 
 /*
@@ -346,132 +580,126 @@ tcp_flow_pump(struct tcp_session *s, int i)
 	struct tcp_flow *f = &s->flow[i];
 	uint64_t *counter = i == TCP_CLIENT ? &s->pp->stats.bytes_in :
 	    &s->pp->stats.bytes_out;
+	uint64_t before = f->bytes;
+	bool eof_before = f->eof;
 	char reason[128];
 	ssize_t n;
 	int round;
 
 	for (round = 0; round < TCP_RELAY_ROUNDS; round++) {
-		if (tcp_flow_flush(s, f, s->fd[!i], counter) == -1) {
-			snprintf(reason, sizeof(reason), "writing to %s: %s",
-			    tcp_side_name(!i), strerror(errno));
-			tcp_session_close(s, reason, true);
-			return -1;
+		if (f->pending > 0) {
+			if (!(s->io[!i] & TCP_IO_WRITE))
+				break;
+			if (tcp_flow_flush(s, f, !i, counter) == -1) {
+				tcp_count_reset(!i, errno);
+				snprintf(reason, sizeof(reason), "writing to "
+				    "%s: %s", tcp_side_name(!i),
+				    strerror(errno));
+				tcp_session_close(s, reason, true);
+				return -1;
+			}
+			if (f->pending > 0)
+				break;
 		}
-		if (f->pending > 0 || f->eof)
+		if (f->eof || !(s->io[i] & TCP_IO_READ))
 			break;
-		n = tcp_flow_fill(s, f, s->fd[i]);
-		if (n == 0) {
+		n = tcp_flow_fill(s, f, i);
+		if (n == 0)
 			f->eof = true;
-			s->last_active_ms = clock_mono_ms_coarse();
-			break;
-		}
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && errno == EAGAIN)
-			break;
-		if (n == -1) {
+		else if (n == -1 && errno != EAGAIN && errno != EINTR) {
+			tcp_count_reset(i, errno);
 			snprintf(reason, sizeof(reason), "reading from %s: %s",
 			    tcp_side_name(i), strerror(errno));
 			tcp_session_close(s, reason, true);
 			return -1;
 		}
-		s->last_active_ms = clock_mono_ms_coarse();
 	}
+	/* The shared buffer is the next read's: keep what is left of ours. */
+	if (tcp_flow_keep(f) == -1) {
+		tcp_session_close(s, "out of memory for a buffer", true);
+		return -1;
+	}
+	/*
+	 * Stopped for fairness with work left: the kernel will not say so
+	 * again (edge-triggered), so come back on the next loop pass.
+	 */
+	if (round == TCP_RELAY_ROUNDS && tcp_flow_can_move(s, i))
+		event_active(&s->ev[i], EV_READ, 0);
 
 	if (f->pending == 0)
 		tcp_flow_release(s, f);
-	if (f->eof && f->pending == 0 && !f->shut) {
-		/* The source is done and all of it delivered: pass FIN on. */
-		f->shut = true;
-		shutdown(s->fd[!i], SHUT_WR);
-		log_debug("service %s: client %s: %s closed its side",
-		    s->pp->display, s->client_str, tcp_side_name(i));
-	}
+	if (s->timeout_ms != 0 && (f->bytes != before || f->eof != eof_before))
+		s->last_active_ms = clock_mono_ms_coarse();
+	if (f->eof && f->pending == 0 && !f->shut)
+		tcp_flow_pass_fin(s, i);
 	if (s->flow[0].shut && s->flow[1].shut) {
 		tcp_session_close(s, "both sides closed", false);
 		return -1;
 	}
-	tcp_session_report_bytes(s);
-	tcp_flow_interest(s, i);
+	if (f->bytes != before)
+		tcp_session_report_bytes(s);
 	return 0;
 }
 
+/*
+ * The kernel reported what on side's socket: remember it, then move bytes
+ * towards that side first (it may have room now), then away from it.
+ */
 static void
-tcp_client_readable(evutil_socket_t fd, short what, void *arg)
+tcp_session_io(struct tcp_session *s, int side, short what)
 {
-	tcp_flow_pump(arg, TCP_CLIENT);
+	if (what & EV_READ)
+		s->io[side] |= TCP_IO_READ;
+	if (what & EV_WRITE)
+		s->io[side] |= TCP_IO_WRITE;
+	if (what & EV_CLOSED)
+		s->io[side] |= TCP_IO_READ | TCP_IO_RDHUP;
+	if (tcp_flow_pump(s, !side) == -1)
+		return;
+	tcp_flow_pump(s, side);
 }
 
 static void
-tcp_backend_readable(evutil_socket_t fd, short what, void *arg)
-{
-	tcp_flow_pump(arg, TCP_BACKEND);
-}
-
-static void
-tcp_client_writable(evutil_socket_t fd, short what, void *arg)
-{
-	tcp_flow_pump(arg, TCP_BACKEND);
-}
-
-static void
-tcp_backend_writable(evutil_socket_t fd, short what, void *arg)
-{
-	tcp_flow_pump(arg, TCP_CLIENT);
-}
-
-static void
-tcp_idle_cb(evutil_socket_t fd, short what, void *arg)
+tcp_client_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct tcp_session *s = arg;
-	long long timeout = s->pp->env->conf->tcp_idle_timeout_ms;
-	long long idle = clock_mono_ms_coarse() - s->last_active_ms;
-	struct timeval tv;
-	char reason[64];
 
-	if (idle >= timeout) {
-		snprintf(reason, sizeof(reason), "idle for %lld ms", idle);
-		tcp_session_close(s, reason, false);
+	if (what & EV_TIMEOUT) {
+		tcp_session_timer_fired(s);
 		return;
 	}
-	/* Activity since the timer was set: sleep for the rest only. */
-	tv.tv_sec = (timeout - idle) / 1000;
-	tv.tv_usec = (timeout - idle) % 1000 * 1000;
-	evtimer_add(s->ev_idle, &tv);
+	tcp_session_io(s, TCP_CLIENT, what);
 }
 
+/*
+ * Both sockets are up: watch the client's (the backend's is watched since
+ * the dial) and move whatever is already waiting.
+ */
 static void
 tcp_session_relay(struct tcp_session *s)
 {
-	struct event_base *base = s->pp->env->base;
-	uint32_t idle_ms = s->pp->env->conf->tcp_idle_timeout_ms;
 	struct timeval tv;
 
+	/* Fresh sockets have room to write; reads wait for the kernel. */
+	s->io[TCP_CLIENT] |= TCP_IO_WRITE;
+	s->io[TCP_BACKEND] |= TCP_IO_WRITE;
+	s->timeout_ms = tcp_session_timeout_ms(s);
 	s->last_active_ms = clock_mono_ms_coarse();
-	s->ev_read[TCP_CLIENT] = event_new(base, s->fd[TCP_CLIENT],
-	    EV_READ | EV_PERSIST, tcp_client_readable, s);
-	s->ev_read[TCP_BACKEND] = event_new(base, s->fd[TCP_BACKEND],
-	    EV_READ | EV_PERSIST, tcp_backend_readable, s);
-	s->ev_write[TCP_CLIENT] = event_new(base, s->fd[TCP_CLIENT],
-	    EV_WRITE | EV_PERSIST, tcp_client_writable, s);
-	s->ev_write[TCP_BACKEND] = event_new(base, s->fd[TCP_BACKEND],
-	    EV_WRITE | EV_PERSIST, tcp_backend_writable, s);
-	if (idle_ms > 0)
-		s->ev_idle = evtimer_new(base, tcp_idle_cb, s);
-	if (s->ev_read[0] == NULL || s->ev_read[1] == NULL ||
-	    s->ev_write[0] == NULL || s->ev_write[1] == NULL ||
-	    (idle_ms > 0 && s->ev_idle == NULL)) {
-		tcp_session_close(s, "out of memory for events", true);
+	event_assign(&s->ev[TCP_CLIENT], s->pp->env->base, s->fd[TCP_CLIENT],
+	    EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST,
+	    tcp_client_cb, s);
+	tcp_ms_to_tv(s->timeout_ms, &tv);
+	if (event_add(&s->ev[TCP_CLIENT], s->timeout_ms != 0 ? &tv :
+	    NULL) == -1) {
+		memset(&s->ev[TCP_CLIENT], 0, sizeof(s->ev[TCP_CLIENT]));
+		tcp_session_close(s, "cannot watch the client socket", true);
 		return;
 	}
-	tcp_flow_interest(s, TCP_CLIENT);
-	tcp_flow_interest(s, TCP_BACKEND);
-	if (idle_ms > 0) {
-		tv.tv_sec = idle_ms / 1000;
-		tv.tv_usec = idle_ms % 1000 * 1000;
-		evtimer_add(s->ev_idle, &tv);
-	}
+	if (s->io[TCP_BACKEND] & TCP_IO_READ)
+		tcp_session_io(s, TCP_BACKEND, 0);
 }
+
+/* ---- connecting ---- */
 
 static void
 tcp_session_count_failure(struct tcp_session *s, const char *why)
@@ -482,68 +710,93 @@ tcp_session_count_failure(struct tcp_session *s, const char *why)
 		ep_stats_put(s->ep);
 		s->ep = NULL;
 	}
-	log_v(2, "service %s: client %s: endpoint %s: %s, trying next",
-	    s->pp->display, s->client_str, s->target_str, why);
+	tcp_session_log(s, 2, true, "%s, trying next", why);
 }
 
-/* This endpoint did not take the connection; try the next one. */
+/*
+ * This endpoint did not take the connection (result says how): tell the
+ * balancer, which passes it over for a while, and try the next one.
+ */
 static void
-tcp_session_connect_failed(struct tcp_session *s, const char *why)
+tcp_session_connect_failed(struct tcp_session *s, enum lb_result result,
+    const char *why)
 {
+	lb_report(s->pp->lb, &s->target, result, clock_mono_ms_coarse());
 	tcp_session_count_failure(s, why);
-	if (s->ev_connect != NULL) {
-		event_free(s->ev_connect);
-		s->ev_connect = NULL;
-	}
+	tcp_session_unwatch(s, TCP_BACKEND);
 	close(s->fd[TCP_BACKEND]);
 	s->fd[TCP_BACKEND] = -1;
+	s->io[TCP_BACKEND] = 0;
 	tcp_session_connect_next(s);
 }
 
+/*
+ * The dial finished or timed out.  A socket that reports only "writable"
+ * is connected: a refusal always comes with EPOLLERR, which libevent turns
+ * into read and write, so SO_ERROR is asked only then.
+ */
 static void
-tcp_connect_cb(evutil_socket_t fd, short what, void *arg)
+tcp_session_connect_done(struct tcp_session *s, short what)
 {
-	struct tcp_session *s = arg;
 	socklen_t len = sizeof(int);
 	char why[64];
 	int error = 0;
 
 	if (what & EV_TIMEOUT) {
-		snprintf(why, sizeof(why), "no answer within %d ms",
-		    tcp_connect_timeout_ms[s->attempts - 1]);
-		tcp_session_connect_failed(s, why);
+		snprintf(why, sizeof(why), "no answer within %u ms",
+		    s->dial_ms);
+		s->n_timeouts++;
+		tcp_session_connect_failed(s, LB_TIMED_OUT, why);
 		return;
 	}
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == -1)
+	if ((what & (EV_READ | EV_CLOSED)) &&
+	    getsockopt(s->fd[TCP_BACKEND], SOL_SOCKET, SO_ERROR, &error,
+	    &len) == -1)
 		error = errno;
 	if (error != 0) {
-		tcp_session_connect_failed(s, strerror(error));
+		tcp_session_connect_failed(s, LB_REFUSED, strerror(error));
 		return;
 	}
-	event_free(s->ev_connect);
-	s->ev_connect = NULL;
+	event_remove_timer(&s->ev[TCP_BACKEND]);
 	s->connected = true;
+	lb_report(s->pp->lb, &s->target, LB_CONNECTED, clock_mono_ms_coarse());
 	if (s->ep != NULL) {
 		s->ep->active++;
 		s->ep->total++;
 	}
-	log_debug("service %s: client %s: connected to endpoint %s",
-	    s->pp->display, s->client_str, s->target_str);
+	tcp_session_log(s, 4, true, "connected");
+	if (what & EV_READ)
+		s->io[TCP_BACKEND] |= TCP_IO_READ;
+	if (what & EV_CLOSED)
+		s->io[TCP_BACKEND] |= TCP_IO_READ | TCP_IO_RDHUP;
 	tcp_session_relay(s);
 }
 
+static void
+tcp_backend_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct tcp_session *s = arg;
+
+	if (!s->connected)
+		tcp_session_connect_done(s, what);
+	else
+		tcp_session_io(s, TCP_BACKEND, what);
+}
+
 /*
- * Start a non-blocking connect to s->target.  Returns 0 when it is under
- * way (tcp_connect_cb follows), -1 with errno when it failed at once; a
- * failure to create a socket also sets *local.
+ * Start a non-blocking connect to s->target and watch the socket for good:
+ * the event that reports the connect carries the relay afterwards.
+ * Returns 0 when it is under way (tcp_backend_cb follows), -1 with errno
+ * when it failed at once; a failure to create a socket also sets *local.
  */
 static int
-tcp_session_dial(struct tcp_session *s, int timeout_ms, bool *local)
+tcp_session_dial(struct tcp_session *s, uint32_t timeout_ms, bool *local)
 {
 	struct sockaddr_storage ss;
 	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-	struct timeval tv = { timeout_ms / 1000, timeout_ms % 1000 * 1000 };
+	struct timeval tv;
+	uint32_t keepalive_ms = s->pp->env->conf->tcp_keepalive_ms;
 	socklen_t sslen;
 	int fd, saved;
 
@@ -562,11 +815,21 @@ tcp_session_dial(struct tcp_session *s, int timeout_ms, bool *local)
 	*local = false;
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 	    0);
+	/*
+	 * The client took the last descriptor: the listeners' reserve is
+	 * for exactly this, and they stop accepting until it is back.
+	 */
+	if (fd == -1 && (errno == EMFILE || errno == ENFILE) &&
+	    listener_fd_reserve_use(errno) == 0)
+		fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0);
 	if (fd == -1) {
 		*local = true;
 		return -1;
 	}
 	tcp_set_nodelay(fd);
+	if (keepalive_ms != 0)
+		listener_sock_keepalive(fd, keepalive_ms);
 	if (connect(fd, (struct sockaddr *)&ss, sslen) == -1 &&
 	    errno != EINPROGRESS) {
 		saved = errno;
@@ -576,9 +839,12 @@ tcp_session_dial(struct tcp_session *s, int timeout_ms, bool *local)
 	}
 	/* Even a connect that completed at once reports through the event. */
 	s->fd[TCP_BACKEND] = fd;
-	s->ev_connect = event_new(s->pp->env->base, fd, EV_WRITE,
-	    tcp_connect_cb, s);
-	if (s->ev_connect == NULL || event_add(s->ev_connect, &tv) == -1) {
+	event_assign(&s->ev[TCP_BACKEND], s->pp->env->base, fd,
+	    EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST,
+	    tcp_backend_cb, s);
+	tcp_ms_to_tv(timeout_ms, &tv);
+	if (event_add(&s->ev[TCP_BACKEND], &tv) == -1) {
+		memset(&s->ev[TCP_BACKEND], 0, sizeof(s->ev[TCP_BACKEND]));
 		*local = true;
 		errno = ENOMEM;
 		return -1;
@@ -595,62 +861,116 @@ static void
 tcp_session_connect_next(struct tcp_session *s)
 {
 	struct pport *pp = s->pp;
-	bool local;
+	char target[SVC_IPSTRLEN + 8], client[SVC_IPSTRLEN + 8];
 	char reason[128];
-	int timeout_ms;
+	uint32_t step;
+	bool local;
 
 	for (;;) {
-		if (s->attempts == LB_MAX_TRIES) {
+		if (s->attempts == LB_MAX_TRIES ||
+		    s->dial_spent_ms >= TCP_CONNECT_BUDGET_MS) {
 			pp->stats.no_endpoints++;
-			log_v(2, "service %s: client %s: no endpoint answered "
-			    "after %d attempts", pp->display, s->client_str,
-			    s->attempts);
+			tcp_session_log(s, 2, false, "no endpoint answered "
+			    "after %d attempts", s->attempts);
 			tcp_session_close(s, "no endpoint answered", true);
 			return;
 		}
-		if (lb_pick(pp->lb, &s->client_ip, &s->tried, clock_mono_ms_coarse(),
-		    &s->target) == -1) {
+		if (lb_pick(pp->lb, &s->client.ip, &s->tried,
+		    clock_mono_ms_coarse(), &s->target) == -1) {
 			pp->stats.no_endpoints++;
-			log_v(2, "service %s: client %s: no endpoints",
-			    pp->display, s->client_str);
+			tcp_session_log(s, 2, false, "no endpoints");
 			tcp_session_close(s, "no endpoints", true);
 			return;
 		}
 		lb_tried_add(&s->tried, &s->target);
-		lb_target_str(&s->target, s->target_str, sizeof(s->target_str));
 		/* Without memory for counters the session still goes on. */
 		s->ep = ep_stats_get(&pp->endpoints, &s->target);
-		timeout_ms = tcp_connect_timeout_ms[s->attempts++];
-		if (tcp_session_dial(s, timeout_ms, &local) == 0)
+		step = lb_n_timeouts(pp->lb, &s->target);
+		if (step > s->n_timeouts)
+			step = s->n_timeouts;
+		s->dial_ms = tcp_connect_timeout_ms[step < LB_MAX_TRIES ? step :
+		    LB_MAX_TRIES - 1];
+		if (s->dial_ms > TCP_CONNECT_BUDGET_MS - s->dial_spent_ms)
+			s->dial_ms = TCP_CONNECT_BUDGET_MS - s->dial_spent_ms;
+		s->dial_spent_ms += s->dial_ms;
+		s->attempts++;
+		if (tcp_session_dial(s, s->dial_ms, &local) == 0)
 			return;
 		if (local) {
 			/* Out of fds or memory: another endpoint won't help. */
 			snprintf(reason, sizeof(reason), "connecting to %s: %s",
-			    s->target_str, strerror(errno));
+			    lb_target_str(&s->target, target, sizeof(target)),
+			    strerror(errno));
 			if (log_ratelimit_ok(&socket_log,
 			    TCP_RELAY_LOG_EVERY_MS))
 				log_warnx("service %s: client %s: %s",
-				    pp->display, s->client_str, reason);
+				    pp->display, tcp_target_str(&s->client,
+				    "unknown", client, sizeof(client)), reason);
 			tcp_session_close(s, reason, true);
 			return;
 		}
+		lb_report(pp->lb, &s->target, LB_REFUSED,
+		    clock_mono_ms_coarse());
 		tcp_session_count_failure(s, strerror(errno));
 	}
+}
+
+/* ---- accepting ---- */
+
+/* Above --max-connections: reset the client at once and count it. */
+static void
+tcp_relay_reject(struct pport *pp, int client_fd)
+{
+	n_rejected++;
+	if (log_ratelimit_ok(&reject_log, TCP_RELAY_LOG_EVERY_MS))
+		log_warnx("service %s: %zu connections open, the most "
+		    "--max-connections allows: resetting new clients (%lu "
+		    "such lines suppressed)", pp->display, n_sessions,
+		    reject_log.suppressed);
+	tcp_close_reset(client_fd);
+	listener_fd_released();
+}
+
+/*
+ * The socket options a client socket needs.  Accepted sockets inherit
+ * TCP_NODELAY and the keepalive settings from the listening socket on
+ * Linux, so they are set there once; only a socket queued before a change
+ * of --tcp-keepalive (SIGHUP) gets its own.
+ */
+static void
+tcp_relay_client_sockopts(struct pport *pp, int client_fd)
+{
+	uint32_t keepalive_ms = pp->env->conf->tcp_keepalive_ms;
+
+	if (pp->listener == NULL) {
+		tcp_set_nodelay(client_fd);
+		if (keepalive_ms != 0)
+			listener_sock_keepalive(client_fd, keepalive_ms);
+		return;
+	}
+	if (!listener_keepalive_inherited(pp->listener, keepalive_ms))
+		listener_sock_keepalive(client_fd, keepalive_ms);
 }
 
 /*
  * Serve client_fd, a non-blocking socket accepted on pp's listener: take a
  * reference on pp, pick and connect to an endpoint, then relay.  Never
  * blocks; every later step runs from pp->env->base.  The session owns
- * client_fd from here on, even on failure.
+ * client_fd from here on, even on failure.  Above --max-connections the
+ * client is reset at once instead.
  */
 void
 tcp_relay_start(struct pport *pp, int client_fd, const struct sockaddr *peer,
     socklen_t peerlen)
 {
+	uint32_t max = pp->env->conf->tcp_max_connections;
 	struct tcp_session *s;
 	int i;
 
+	if (max != 0 && n_sessions >= max) {
+		tcp_relay_reject(pp, client_fd);
+		return;
+	}
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		tcp_close_reset(client_fd);
 		listener_fd_released();
@@ -663,10 +983,8 @@ tcp_relay_start(struct pport *pp, int client_fd, const struct sockaddr *peer,
 		s->flow[i].pipe[0] = s->flow[i].pipe[1] = -1;
 	s->splice = pp->env->conf->relay_mode == CONF_RELAY_SPLICE &&
 	    pp->env->pipes != NULL;
-	snprintf(s->target_str, sizeof(s->target_str), "none");
-	tcp_peer_to_ip(peer, peerlen, &s->client_ip, s->client_str,
-	    sizeof(s->client_str));
-	tcp_set_nodelay(client_fd);
+	tcp_peer_to_target(peer, peerlen, &s->client);
+	tcp_relay_client_sockopts(pp, client_fd);
 	TAILQ_INSERT_TAIL(&sessions, s, entry);
 	n_sessions++;
 	pp->stats.conns_active++;
@@ -694,6 +1012,27 @@ size_t
 tcp_relay_n_buffers(void)
 {
 	return n_buffers;
+}
+
+/* Clients reset because --max-connections sessions were open. */
+uint64_t
+tcp_relay_n_rejected(void)
+{
+	return n_rejected;
+}
+
+/* Resets passed on, by the side that sent them. */
+uint64_t
+tcp_relay_n_resets(bool from_endpoint)
+{
+	return n_resets[from_endpoint ? TCP_BACKEND : TCP_CLIENT];
+}
+
+/* Bytes relayed through user memory rather than spliced, since start. */
+uint64_t
+tcp_relay_bytes_copied(void)
+{
+	return bytes_copied;
 }
 
 /*

@@ -1,17 +1,21 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * TCP sessions: for each accepted client, pick an endpoint, connect
- * without blocking (up to LB_MAX_TRIES endpoints, with upstream's connect
- * timeouts 250 ms, 500 ms, 1 s, 2 s), then relay both directions with
- * splice(2) through pipes taken from a pool only while bytes are in flight,
- * or by buffered copy in copy mode.  Half-close is propagated; a reset on
- * one side resets the other.  An idle session holds no buffer and no pipe.
+ * TCP sessions: for each accepted client (reset at once above
+ * --max-connections), pick an endpoint, connect without blocking (up to
+ * LB_MAX_TRIES endpoints, with upstream's connect timeouts 250 ms, 500 ms,
+ * 1 s, 2 s, a step climbed only when a dial times out), then relay both directions: small reads through one shared
+ * buffer, bulk ones with splice(2) through pipes taken from a pool only
+ * while bytes are in flight (or always by copy in copy mode).  Half-close
+ * is propagated; a reset on one side resets the other; --tcp-keepalive,
+ * --tcp-idle-timeout and --tcp-half-close-timeout bound dead and silent
+ * sessions.  An idle session holds no buffer and no pipe.
  */
 #ifndef KUPROXY_TCP_RELAY_H
 #define KUPROXY_TCP_RELAY_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct pport;
@@ -38,6 +42,21 @@ size_t		 tcp_relay_active(void);
  * one per direction only while bytes are in flight.
  */
 size_t		 tcp_relay_n_buffers(void);
+
+/* Clients reset at once because --max-connections sessions were open. */
+uint64_t	 tcp_relay_n_rejected(void);
+
+/*
+ * Resets passed on since start: from_endpoint, an endpoint reset its
+ * connection and the client was reset; otherwise the other way round.
+ */
+uint64_t	 tcp_relay_n_resets(bool from_endpoint);
+
+/*
+ * Bytes relayed through user memory (read and written) rather than
+ * spliced, since start: small reads, and everything in copy mode.
+ */
+uint64_t	 tcp_relay_bytes_copied(void);
 
 /*
  * Stop every session now (at the end of a shutdown grace period), closing

@@ -16,11 +16,20 @@
  * conntrack's reverse REDIRECT/DNAT makes them come from ClusterIP:port.
  *
  * Expiry without a timer per association: each port keeps its associations
- * in two lists ordered by last activity, one for those awaiting a reply
- * (the client spoke last) and one for those that were answered.  Within a
- * list every association has the same timeout, so the head expires first,
- * and one timer per port armed for the earlier head suffices.  A global
- * list in the same order serves the total cap.
+ * in four lists ordered by last activity, by whether they await a reply
+ * (the client spoke last) and by whether they are assured (see below).
+ * Within a list every association has the same timeout, so the head
+ * expires first, and one timer per port armed for the earliest head
+ * suffices.  Global lists in the same order serve the total cap.
+ *
+ * Eviction at a cap is conntrack's early_drop, not plain LRU: an
+ * association is assured once its client spoke again after a reply (a
+ * proven two-way exchange).  The first to go is the oldest unassured one
+ * whose exchange is complete (answered, the client silent since), then the
+ * oldest unassured one still awaiting its reply, and only then the oldest
+ * assured one.  A flood of one-shot sources thus recycles its own
+ * associations and cannot push out a client in mid-exchange or a
+ * long-lived one.
  *
  * Departures from upstream, on purpose:
  * - an association awaiting a reply waits UDP_RELAY_REPLY_WAIT_MS even when
@@ -29,8 +38,13 @@
  * - datagrams are relayed whole up to 64 KiB; upstream truncated silently at
  *   4 KiB.  A datagram that does not fit is dropped and counted;
  * - associations are capped per port and in total, evicting the least
- *   recently used; upstream kept one socket and goroutine per client without
+ *   valuable (above); upstream kept one socket and goroutine per client without
  *   bound and panicked on EMFILE.  Here EMFILE drops the datagram;
+ * - the service socket gets a large receive buffer, and the datagrams the
+ *   kernel drops when it is full anyway are counted (SO_RXQ_OVFL);
+ * - optionally (--udp-reject-privileged-sources) datagrams from source
+ *   ports below 1024 are dropped, against reflection (HAProxy's
+ *   reject-privileged-ports);
  * - an endpoint that refuses (ICMP port unreachable) moves the association
  *   to another endpoint at once, and one that leaves the balancer drops its
  *   associations at once instead of waiting for their timeout.
@@ -44,6 +58,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +79,8 @@
 #define UDP_BUF_SIZE		65536	/* one buffer slot per datagram */
 #define UDP_BATCHES_PER_EVENT	8	/* then let other sockets run */
 #define UDP_LOG_INTERVAL_MS	10000
+/* The service socket's receive buffer: ~2,000 full-MTU datagrams. */
+#define UDP_SERVICE_RCVBUF	(4 * 1024 * 1024)
 
 /* Room for one IPv4 or IPv6 packet-info control message. */
 union udp_cmsg {
@@ -72,10 +89,29 @@ union udp_cmsg {
 			    CMSG_SPACE(sizeof(struct in_pktinfo))];
 };
 
+/* Room for the packet info and the receive-queue drop count. */
+union udp_in_cmsg {
+	struct cmsghdr	align;
+	unsigned char	buf[sizeof(union udp_cmsg) +
+			    CMSG_SPACE(sizeof(uint32_t))];
+};
+
+/*
+ * The lists an association is on, by value at eviction, least first: see
+ * the eviction note at the top.  The index is assured * 2 + waiting.
+ */
+enum udp_assoc_class {
+	UDP_CLASS_DONE = 0,		/* answered, client silent since */
+	UDP_CLASS_PENDING,		/* awaiting its first reply */
+	UDP_CLASS_ASSURED_IDLE,
+	UDP_CLASS_ASSURED_WAITING,
+	UDP_N_CLASSES
+};
+
 struct udp_assoc {
 	RB_ENTRY(udp_assoc)	 ua_node;	/* up_assocs, by client */
-	TAILQ_ENTRY(udp_assoc)	 ua_port_lru;	/* up_waiting or up_answered */
-	TAILQ_ENTRY(udp_assoc)	 ua_all_lru;	/* udp_all */
+	TAILQ_ENTRY(udp_assoc)	 ua_port_lru;	/* up_lists[class] */
+	TAILQ_ENTRY(udp_assoc)	 ua_all_lru;	/* udp_all[class] */
 	struct udp_port		*ua_port;
 	struct sockaddr_storage	 ua_peer;	/* the client */
 	socklen_t		 ua_peerlen;
@@ -88,6 +124,7 @@ struct udp_assoc {
 	struct event		*ua_ev;
 	long long		 ua_last_ms;	/* last datagram either way */
 	bool			 ua_waiting;	/* client spoke last */
+	bool			 ua_assured;	/* spoke again after a reply */
 };
 
 RB_HEAD(udp_assoc_tree, udp_assoc);
@@ -101,9 +138,9 @@ struct udp_port {
 	long long		 up_timer_due_ms;	/* 0: not armed */
 	struct udp_assoc_tree	 up_assocs;
 	size_t			 up_n_assocs;
-	/* Both oldest first; see the expiry note at the top. */
-	struct udp_assoc_list	 up_waiting;
-	struct udp_assoc_list	 up_answered;
+	/* By udp_assoc_class, oldest first; see the notes at the top. */
+	struct udp_assoc_list	 up_lists[UDP_N_CLASSES];
+	uint32_t		 up_rxq_drops;	/* kernel's count, last seen */
 	struct log_ratelimit	 up_rl_fds;
 	struct log_ratelimit	 up_rl_io;
 };
@@ -116,15 +153,20 @@ struct udp_batch {
 	struct mmsghdr		 in[UDP_BATCH];
 	struct iovec		 in_iov[UDP_BATCH];
 	struct sockaddr_storage	 in_peer[UDP_BATCH];
-	union udp_cmsg		 in_cmsg[UDP_BATCH];
+	union udp_in_cmsg	 in_cmsg[UDP_BATCH];
 	struct mmsghdr		 out[UDP_BATCH];
 	struct iovec		 out_iov[UDP_BATCH];
 	unsigned char		*buf;		/* UDP_BATCH * UDP_BUF_SIZE */
+	size_t			 in_len;	/* iov_len set up; 0: none */
+	unsigned int		 in_used;	/* headers the last read filled */
 };
 
 static struct udp_batch		*udp_batch;
 static size_t			 udp_batch_users;
-static struct udp_assoc_list	 udp_all = TAILQ_HEAD_INITIALIZER(udp_all);
+static struct udp_assoc_list	 udp_all[UDP_N_CLASSES] = {
+	TAILQ_HEAD_INITIALIZER(udp_all[0]), TAILQ_HEAD_INITIALIZER(udp_all[1]),
+	TAILQ_HEAD_INITIALIZER(udp_all[2]), TAILQ_HEAD_INITIALIZER(udp_all[3]),
+};
 static size_t			 udp_n_assocs;
 static size_t			 udp_max_datagram = UDP_RELAY_MAX_DATAGRAM;
 
@@ -233,11 +275,30 @@ udp_assoc_deadline(const struct udp_assoc *ua)
 	    udp_reply_wait_ms(ua->ua_port) : udp_idle_ms(ua->ua_port));
 }
 
-static struct udp_assoc_list *
-udp_assoc_list(struct udp_assoc *ua)
+static enum udp_assoc_class
+udp_assoc_class(const struct udp_assoc *ua)
 {
-	return ua->ua_waiting ? &ua->ua_port->up_waiting :
-	    &ua->ua_port->up_answered;
+	return (enum udp_assoc_class)((ua->ua_assured ? 2 : 0) +
+	    (ua->ua_waiting ? 1 : 0));
+}
+
+/* Put ua at the tail (newest) of its port's and the global class lists. */
+static void
+udp_assoc_link(struct udp_assoc *ua)
+{
+	enum udp_assoc_class cl = udp_assoc_class(ua);
+
+	TAILQ_INSERT_TAIL(&ua->ua_port->up_lists[cl], ua, ua_port_lru);
+	TAILQ_INSERT_TAIL(&udp_all[cl], ua, ua_all_lru);
+}
+
+static void
+udp_assoc_unlink(struct udp_assoc *ua)
+{
+	enum udp_assoc_class cl = udp_assoc_class(ua);
+
+	TAILQ_REMOVE(&ua->ua_port->up_lists[cl], ua, ua_port_lru);
+	TAILQ_REMOVE(&udp_all[cl], ua, ua_all_lru);
 }
 
 /* Make sure the expiry timer fires no later than due_ms. */
@@ -258,20 +319,27 @@ udp_port_arm(struct udp_port *up, long long due_ms, long long now_ms)
 
 /*
  * Record a datagram on ua (from the client when waiting, else a reply):
- * it becomes the most recently used, in its port's lists and globally.
+ * it becomes the most recently used of its class, in its port's lists and
+ * globally.  A client speaking after a reply makes ua assured.  The timer
+ * is only re-armed when the deadline moved: a reply to a waiting
+ * association may bring its expiry forward; anything else moves it later,
+ * and the timer, finding nothing due, re-arms itself.
  */
 static void
 udp_assoc_touch(struct udp_assoc *ua, bool waiting, long long now_ms)
 {
-	struct udp_port *up = ua->ua_port;
+	bool was_waiting = ua->ua_waiting;
 
-	TAILQ_REMOVE(udp_assoc_list(ua), ua, ua_port_lru);
+	if (was_waiting == waiting && ua->ua_last_ms == now_ms)
+		return;
+	udp_assoc_unlink(ua);
+	if (waiting && !was_waiting)
+		ua->ua_assured = true;
 	ua->ua_waiting = waiting;
 	ua->ua_last_ms = now_ms;
-	TAILQ_INSERT_TAIL(udp_assoc_list(ua), ua, ua_port_lru);
-	TAILQ_REMOVE(&udp_all, ua, ua_all_lru);
-	TAILQ_INSERT_TAIL(&udp_all, ua, ua_all_lru);
-	udp_port_arm(up, udp_assoc_deadline(ua), now_ms);
+	udp_assoc_link(ua);
+	if (was_waiting != waiting)
+		udp_port_arm(ua->ua_port, udp_assoc_deadline(ua), now_ms);
 }
 
 static void
@@ -302,8 +370,7 @@ udp_assoc_close(struct udp_assoc *ua, const char *reason)
 		    lb_target_str(&ua->ua_target, target, sizeof(target)),
 		    reason);
 	RB_REMOVE(udp_assoc_tree, &up->up_assocs, ua);
-	TAILQ_REMOVE(udp_assoc_list(ua), ua, ua_port_lru);
-	TAILQ_REMOVE(&udp_all, ua, ua_all_lru);
+	udp_assoc_unlink(ua);
 	up->up_n_assocs--;
 	udp_n_assocs--;
 	pp->stats.udp_assoc_active--;
@@ -351,19 +418,27 @@ udp_assoc_connect(struct udp_assoc *ua)
 	return 0;
 }
 
-/* The least recently used association of up, or NULL. */
+/*
+ * The association of lists (a port's or the global ones) to evict first,
+ * or NULL when there is none: the oldest of the least valuable class, and
+ * of the assured, the least recently used whether waiting or not.
+ */
 static struct udp_assoc *
-udp_port_oldest(struct udp_port *up)
+udp_evict_candidate(struct udp_assoc_list *lists)
 {
-	struct udp_assoc *w, *a;
+	struct udp_assoc *idle, *waiting;
 
-	w = TAILQ_FIRST(&up->up_waiting);
-	a = TAILQ_FIRST(&up->up_answered);
-	if (w == NULL)
-		return a;
-	if (a == NULL)
-		return w;
-	return w->ua_last_ms <= a->ua_last_ms ? w : a;
+	if (!TAILQ_EMPTY(&lists[UDP_CLASS_DONE]))
+		return TAILQ_FIRST(&lists[UDP_CLASS_DONE]);
+	if (!TAILQ_EMPTY(&lists[UDP_CLASS_PENDING]))
+		return TAILQ_FIRST(&lists[UDP_CLASS_PENDING]);
+	idle = TAILQ_FIRST(&lists[UDP_CLASS_ASSURED_IDLE]);
+	waiting = TAILQ_FIRST(&lists[UDP_CLASS_ASSURED_WAITING]);
+	if (idle == NULL)
+		return waiting;
+	if (waiting == NULL)
+		return idle;
+	return idle->ua_last_ms <= waiting->ua_last_ms ? idle : waiting;
 }
 
 static void
@@ -373,7 +448,7 @@ udp_assoc_evict(struct udp_assoc *ua)
 	udp_assoc_close(ua, "evicted at the association cap");
 }
 
-/* Evict the least recently used until one more association fits. */
+/* Evict the least valuable until one more association fits. */
 static void
 udp_port_make_room(struct udp_port *up)
 {
@@ -382,11 +457,11 @@ udp_port_make_room(struct udp_port *up)
 
 	while (conf->udp_max_assoc_per_port != 0 &&
 	    up->up_n_assocs >= conf->udp_max_assoc_per_port &&
-	    (ua = udp_port_oldest(up)) != NULL)
+	    (ua = udp_evict_candidate(up->up_lists)) != NULL)
 		udp_assoc_evict(ua);
 	while (conf->udp_max_assoc_total != 0 &&
 	    udp_n_assocs >= conf->udp_max_assoc_total &&
-	    (ua = TAILQ_FIRST(&udp_all)) != NULL)
+	    (ua = udp_evict_candidate(udp_all)) != NULL)
 		udp_assoc_evict(ua);
 }
 
@@ -487,8 +562,7 @@ udp_assoc_open(struct udp_port *up, const struct sockaddr_storage *peer,
 	ua->ua_waiting = true;
 	ua->ua_last_ms = now_ms;
 	RB_INSERT(udp_assoc_tree, &up->up_assocs, ua);
-	TAILQ_INSERT_TAIL(udp_assoc_list(ua), ua, ua_port_lru);
-	TAILQ_INSERT_TAIL(&udp_all, ua, ua_all_lru);
+	udp_assoc_link(ua);
 	up->up_n_assocs++;
 	udp_n_assocs++;
 	pp->stats.udp_assoc_active++;
@@ -621,28 +695,53 @@ udp_port_send_replies(struct udp_port *up, struct udp_assoc *ua,
 	}
 }
 
-/* Point the batch's receive headers at the buffers; names and cmsgs too. */
+/*
+ * Make the batch's receive headers ready for recvmmsg: buffers, names and
+ * control messages.  A read changes only the name and control lengths of
+ * the headers it filled, so only those are reset; the whole set is built
+ * again when the datagram limit changed.  Endpoint sockets are read with
+ * the same headers: their names are ignored and they carry no cmsg.
+ */
 static void
-udp_batch_prepare(bool want_peer)
+udp_batch_prepare(void)
 {
 	struct udp_batch	*b = udp_batch;
 	struct msghdr		*h;
-	size_t			 i;
+	unsigned int		 i, n = b->in_used;
 
-	for (i = 0; i < UDP_BATCH; i++) {
-		h = &b->in[i].msg_hdr;
-		memset(h, 0, sizeof(*h));
-		b->in_iov[i].iov_base = b->buf + i * UDP_BUF_SIZE;
-		b->in_iov[i].iov_len = udp_max_datagram;
-		h->msg_iov = &b->in_iov[i];
-		h->msg_iovlen = 1;
-		if (want_peer) {
+	if (b->in_len != udp_max_datagram) {
+		b->in_len = udp_max_datagram;
+		n = UDP_BATCH;
+		for (i = 0; i < UDP_BATCH; i++) {
+			h = &b->in[i].msg_hdr;
+			memset(h, 0, sizeof(*h));
+			b->in_iov[i].iov_base = b->buf + i * UDP_BUF_SIZE;
+			b->in_iov[i].iov_len = udp_max_datagram;
+			h->msg_iov = &b->in_iov[i];
+			h->msg_iovlen = 1;
 			h->msg_name = &b->in_peer[i];
-			h->msg_namelen = sizeof(b->in_peer[i]);
 			h->msg_control = b->in_cmsg[i].buf;
-			h->msg_controllen = sizeof(b->in_cmsg[i].buf);
 		}
 	}
+	for (i = 0; i < n; i++) {
+		h = &b->in[i].msg_hdr;
+		h->msg_namelen = sizeof(b->in_peer[i]);
+		h->msg_controllen = sizeof(b->in_cmsg[i].buf);
+	}
+	b->in_used = 0;
+}
+
+/* Read up to UDP_BATCH datagrams from fd into the batch; as recvmmsg. */
+static int
+udp_batch_read(int fd)
+{
+	int n;
+
+	udp_batch_prepare();
+	n = recvmmsg(fd, udp_batch->in, UDP_BATCH, MSG_DONTWAIT, NULL);
+	/* On an error the kernel may still have filled the first header. */
+	udp_batch->in_used = n > 0 ? (unsigned int)n : 1;
+	return n;
 }
 
 /* Replies from ua's endpoint: relay them to the client. */
@@ -660,8 +759,7 @@ udp_assoc_readable(evutil_socket_t fd, short what, void *arg)
 
 	(void)what;
 	for (round = 0; round < UDP_BATCHES_PER_EVENT; round++) {
-		udp_batch_prepare(false);
-		n = recvmmsg(fd, b->in, UDP_BATCH, MSG_DONTWAIT, NULL);
+		n = udp_batch_read(fd);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
@@ -705,6 +803,26 @@ udp_assoc_readable(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/*
+ * Whether --udp-reject-privileged-sources drops datagrams from peer: its
+ * source port is below 1024, where the services of reflection attacks
+ * live (DNS, NTP, chargen...).  A reply to such a source could be aimed
+ * at another server and loop between the two.
+ */
+static bool
+udp_source_rejected(const struct udp_port *up,
+    const struct sockaddr_storage *peer)
+{
+	in_port_t port;
+
+	if (!up->up_pp->env->conf->udp_reject_privileged_sources)
+		return false;
+	port = peer->ss_family == AF_INET ?
+	    ((const struct sockaddr_in *)peer)->sin_port :
+	    ((const struct sockaddr_in6 *)peer)->sin6_port;
+	return ntohs(port) < 1024;
+}
+
 /* One datagram from a client: to its association, opened if need be. */
 static void
 udp_port_forward(struct udp_port *up, struct mmsghdr *m, long long now_ms)
@@ -719,8 +837,9 @@ udp_port_forward(struct udp_port *up, struct mmsghdr *m, long long now_ms)
 	memset(&key.ua_peer, 0, sizeof(key.ua_peer));
 	if (h->msg_namelen <= sizeof(key.ua_peer))
 		memcpy(&key.ua_peer, h->msg_name, h->msg_namelen);
-	if (key.ua_peer.ss_family != AF_INET &&
-	    key.ua_peer.ss_family != AF_INET6) {
+	if ((key.ua_peer.ss_family != AF_INET &&
+	    key.ua_peer.ss_family != AF_INET6) ||
+	    udp_source_rejected(up, &key.ua_peer)) {
 		up->up_pp->stats.udp_dropped++;
 		return;
 	}
@@ -729,6 +848,31 @@ udp_port_forward(struct udp_port *up, struct mmsghdr *m, long long now_ms)
 	    h->msg_namelen, h, now_ms)) == NULL)
 		return;
 	udp_assoc_forward(ua, h->msg_iov[0].iov_base, m->msg_len, now_ms);
+}
+
+/*
+ * Count the datagrams the kernel dropped for a full receive buffer since
+ * the last read: with SO_RXQ_OVFL each datagram carries the socket's
+ * cumulative drop count as it was when the datagram was queued, so the
+ * last one of a batch has the latest.  None means none dropped yet.
+ */
+static void
+udp_port_count_overflows(struct udp_port *up, struct msghdr *h)
+{
+	struct cmsghdr	*c;
+	uint32_t	 drops;
+
+	if ((h->msg_flags & MSG_CTRUNC) != 0)
+		return;
+	for (c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SO_RXQ_OVFL)
+			continue;
+		memcpy(&drops, CMSG_DATA(c), sizeof(drops));
+		/* Unsigned: the kernel's counter may wrap. */
+		up->up_pp->stats.udp_dropped += drops - up->up_rxq_drops;
+		up->up_rxq_drops = drops;
+		return;
+	}
 }
 
 /* Datagrams from clients on the service socket. */
@@ -742,8 +886,7 @@ udp_port_readable(evutil_socket_t fd, short what, void *arg)
 
 	(void)what;
 	for (round = 0; round < UDP_BATCHES_PER_EVENT; round++) {
-		udp_batch_prepare(true);
-		n = recvmmsg(fd, udp_batch->in, UDP_BATCH, MSG_DONTWAIT, NULL);
+		n = udp_batch_read(fd);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
@@ -756,34 +899,34 @@ udp_port_readable(evutil_socket_t fd, short what, void *arg)
 		now_ms = clock_mono_ms();
 		for (i = 0; i < (unsigned int)n; i++)
 			udp_port_forward(up, &udp_batch->in[i], now_ms);
+		if (n > 0)
+			udp_port_count_overflows(up,
+			    &udp_batch->in[n - 1].msg_hdr);
 		if (n < UDP_BATCH)
 			return;
 	}
 }
 
-/* Expire what is due at the heads of both lists; arm for the next. */
+/* Expire what is due at the heads of the lists; arm for the next. */
 static void
 udp_port_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct udp_port		*up = arg;
-	struct udp_assoc	*ua, *w, *a;
+	struct udp_assoc	*ua;
 	long long		 now_ms = clock_mono_ms();
+	size_t			 i;
 
 	(void)fd;
 	(void)what;
 	up->up_timer_due_ms = 0;
-	while ((ua = TAILQ_FIRST(&up->up_waiting)) != NULL &&
-	    udp_assoc_deadline(ua) <= now_ms)
-		udp_assoc_close(ua, "no reply");
-	while ((ua = TAILQ_FIRST(&up->up_answered)) != NULL &&
-	    udp_assoc_deadline(ua) <= now_ms)
-		udp_assoc_close(ua, "idle");
-	w = TAILQ_FIRST(&up->up_waiting);
-	a = TAILQ_FIRST(&up->up_answered);
-	if (w != NULL)
-		udp_port_arm(up, udp_assoc_deadline(w), now_ms);
-	if (a != NULL)
-		udp_port_arm(up, udp_assoc_deadline(a), now_ms);
+	for (i = 0; i < UDP_N_CLASSES; i++) {
+		while ((ua = TAILQ_FIRST(&up->up_lists[i])) != NULL &&
+		    udp_assoc_deadline(ua) <= now_ms)
+			udp_assoc_close(ua, ua->ua_waiting ? "no reply" :
+			    "idle");
+		if (ua != NULL)
+			udp_port_arm(up, udp_assoc_deadline(ua), now_ms);
+	}
 }
 
 static int
@@ -814,6 +957,25 @@ udp_batch_release(void)
 }
 
 /*
+ * A burst of clients must not overflow the service socket while the loop
+ * serves other sockets: ask for a large receive buffer, beyond rmem_max
+ * when privileged (SO_RCVBUFFORCE), and for the kernel's count of what it
+ * dropped anyway (SO_RXQ_OVFL, see udp_port_count_overflows).  Both are
+ * best effort.
+ */
+static void
+udp_service_socket_tune(int fd)
+{
+	int one = 1, size = UDP_SERVICE_RCVBUF;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size,
+	    sizeof(size)) == -1)
+		(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size,
+		    sizeof(size));
+	(void)setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
+}
+
+/*
  * Serve the UDP socket fd for pp (see udp_relay.h).  The socket is asked
  * for packet info so that replies leave from the address each client used.
  * Returns the port, or NULL with err and fd closed.
@@ -825,6 +987,7 @@ udp_port_new(struct pport *pp, int fd, char *err, size_t errlen)
 	struct sockaddr_storage	 ss;
 	socklen_t		 sslen = sizeof(ss);
 	int			 one = 1;
+	size_t			 i;
 
 	if ((up = calloc(1, sizeof(*up))) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -834,8 +997,8 @@ udp_port_new(struct pport *pp, int fd, char *err, size_t errlen)
 	up->up_pp = pp;
 	up->up_fd = fd;
 	RB_INIT(&up->up_assocs);
-	TAILQ_INIT(&up->up_waiting);
-	TAILQ_INIT(&up->up_answered);
+	for (i = 0; i < UDP_N_CLASSES; i++)
+		TAILQ_INIT(&up->up_lists[i]);
 	if (udp_batch_take() == -1) {
 		snprintf(err, errlen, "out of memory for UDP buffers");
 		free(up);
@@ -852,6 +1015,7 @@ udp_port_new(struct pport *pp, int fd, char *err, size_t errlen)
 	else
 		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one,
 		    sizeof(one));
+	udp_service_socket_tune(fd);
 	up->up_ev = event_new(pp->env->base, fd, EV_READ | EV_PERSIST,
 	    udp_port_readable, up);
 	up->up_timer = evtimer_new(pp->env->base, udp_port_timer, up);

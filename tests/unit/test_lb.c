@@ -2,8 +2,9 @@
 /*
  * Unit tests for proxy/lb.c: round-robin order and fairness, which
  * endpoints are usable, how the cursor and the affinity map survive
- * updates, affinity timeouts (with injected time) and the tried-set used
- * for retries.  Pure: no sockets, no clock.
+ * updates, affinity timeouts (with injected time), the tried-set used
+ * for retries, and the passive health check (back-off after a failed
+ * dial).  Pure: no sockets, no clock.
  */
 #include "config.h"
 
@@ -456,4 +457,101 @@ Test(lb, target_str_formats_both_families)
 Test(lb, free_null_is_fine)
 {
 	lb_free(NULL);
+}
+
+/* ---- passive health ---- */
+
+static struct lb_target
+target(const char *ip, uint16_t port)
+{
+	struct lb_target t;
+
+	memset(&t, 0, sizeof(t));
+	cr_assert_eq(svc_ip_parse(ip, &t.ip), 0);
+	t.port = port;
+	return t;
+}
+
+Test(lb, failed_endpoint_is_skipped_while_backing_off)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_NONE, 0);
+	struct lb_target a = target("10.0.0.1", 80);
+
+	lb_report(lb, &a, LB_REFUSED, 1000);
+	cr_assert(lb_backing_off(lb, &a, 1000));
+	cr_assert_str_eq(pick(lb, NULL, NULL, 1000), "10.0.0.2:80");
+	cr_assert_str_eq(pick(lb, NULL, NULL, 1000), "10.0.0.3:80");
+	cr_assert_str_eq(pick(lb, NULL, NULL, 1000), "10.0.0.2:80");
+	/* The back-off is over: back in the rotation. */
+	cr_assert_not(lb_backing_off(lb, &a, 1000 + LB_BACKOFF_MS));
+	cr_assert_str_eq(pick(lb, NULL, NULL, 1000 + LB_BACKOFF_MS),
+	    "10.0.0.3:80");
+	cr_assert_str_eq(pick(lb, NULL, NULL, 1000 + LB_BACKOFF_MS),
+	    "10.0.0.1:80");
+	lb_free(lb);
+}
+
+Test(lb, backoff_doubles_and_a_connection_clears_it)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_NONE, 0);
+	struct lb_target a = target("10.0.0.1", 80);
+	int i;
+
+	lb_report(lb, &a, LB_TIMED_OUT, 0);
+	lb_report(lb, &a, LB_TIMED_OUT, 0);
+	cr_assert_eq(lb_n_timeouts(lb, &a), 2);
+	cr_assert(lb_backing_off(lb, &a, 2 * LB_BACKOFF_MS - 1));
+	cr_assert_not(lb_backing_off(lb, &a, 2 * LB_BACKOFF_MS));
+	for (i = 0; i < 10; i++)
+		lb_report(lb, &a, LB_REFUSED, 0);
+	cr_assert(lb_backing_off(lb, &a, LB_BACKOFF_MAX_MS - 1));
+	cr_assert_not(lb_backing_off(lb, &a, LB_BACKOFF_MAX_MS));
+	lb_report(lb, &a, LB_CONNECTED, 0);
+	cr_assert_not(lb_backing_off(lb, &a, 0));
+	cr_assert_eq(lb_n_timeouts(lb, &a), 0);
+	lb_free(lb);
+}
+
+Test(lb, all_backing_off_still_picks)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_NONE, 0);
+	struct lb_target a = target("10.0.0.1", 80);
+	struct lb_target b = target("10.0.0.2", 80);
+	struct lb_target c = target("10.0.0.3", 80);
+	struct lb_tried tried = { .n = 0 };
+
+	lb_report(lb, &a, LB_REFUSED, 0);
+	lb_report(lb, &b, LB_REFUSED, 0);
+	lb_report(lb, &c, LB_REFUSED, 0);
+	/* Nothing healthy: plain rotation, untried first. */
+	cr_assert_str_eq(pick(lb, NULL, &tried, 0), "10.0.0.1:80");
+	lb_tried_add(&tried, &a);
+	cr_assert_str_eq(pick(lb, NULL, &tried, 0), "10.0.0.2:80");
+	lb_free(lb);
+}
+
+Test(lb, health_survives_updates_of_other_endpoints)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_NONE, 0);
+	struct lb_target a = target("10.0.0.1", 80);
+
+	lb_report(lb, &a, LB_TIMED_OUT, 0);
+	cr_assert_eq(lb_update(lb, abc(), 2, SVC_AFFINITY_NONE, 0), 0);
+	cr_assert(lb_backing_off(lb, &a, 1));
+	cr_assert_eq(lb_n_timeouts(lb, &a), 1);
+	lb_free(lb);
+}
+
+Test(lb, affinity_leaves_an_endpoint_backing_off)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_CLIENT_IP, 0);
+	struct svc_ip x = client("192.168.1.1");
+	struct lb_target a = target("10.0.0.1", 80);
+
+	cr_assert_str_eq(pick(lb, &x, NULL, 0), "10.0.0.1:80");
+	lb_report(lb, &a, LB_TIMED_OUT, 10);
+	cr_assert_str_eq(pick(lb, &x, NULL, 20), "10.0.0.2:80");
+	/* Re-pinned: it stays even after the back-off ends. */
+	cr_assert_str_eq(pick(lb, &x, NULL, 10 + LB_BACKOFF_MS), "10.0.0.2:80");
+	lb_free(lb);
 }

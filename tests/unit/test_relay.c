@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -126,6 +127,12 @@ no_sessions(void *arg)
 	return tcp_relay_active() == 0;
 }
 
+static bool
+no_sessions_but_one(void *arg)
+{
+	return tcp_relay_active() == 1;
+}
+
 static void
 set_endpoints(struct harness *h, const char *const *ips,
     const uint16_t *ports, size_t n)
@@ -187,6 +194,7 @@ enum backend_kind {
 	BACKEND_AFTER_EOF,	/* read to EOF, then send reply_len bytes */
 	BACKEND_RESET,		/* read something, then reset */
 	BACKEND_WATCH,		/* read until an error, remember it */
+	BACKEND_SILENT,		/* read to EOF, then hold the socket, mute */
 };
 
 struct backend {
@@ -289,6 +297,12 @@ backend_conn_main(void *arg)
 		while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
 			b->received += (size_t)n;
 		b->last_error = n == 0 ? 0 : errno;
+		close(fd);
+		break;
+	case BACKEND_SILENT:
+		while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+			b->received += (size_t)n;
+		sleep(5);
 		close(fd);
 		break;
 	}
@@ -529,6 +543,32 @@ check_half_close(enum conf_relay_mode mode, size_t up, size_t down)
 	harness_free(&h);
 }
 
+/*
+ * Bulk bytes are spliced, not copied: only the first read of each burst
+ * goes through user memory.
+ */
+Test(relay, bulk_transfer_is_spliced_not_copied, .timeout = 60)
+{
+	struct harness h;
+	struct backend *b;
+	struct client c = { .send_len = 64 * MiB, .shut_wr = true,
+	    .reply_seed = 2 };
+	uint64_t copied = tcp_relay_bytes_copied();
+
+	harness_init(&h, CONF_RELAY_SPLICE, 0);
+	b = backend_start("127.0.0.1", BACKEND_AFTER_EOF, 64 * MiB);
+	set_endpoint(&h, b->port);
+	client_run(&h, &c, 50000);
+	cr_assert(c.eof && c.got == 64 * MiB && c.reply_ok);
+	copied = tcp_relay_bytes_copied() - copied;
+	cr_assert_lt(copied, 128 * MiB / 100, "%llu of 128 MiB were copied",
+	    (unsigned long long)copied);
+	cr_assert_geq(pipe_pool_n_idle(h.env.pipes), 1,
+	    "no pipe went back to the pool");
+	cr_assert_eq(pipe_pool_n_busy(h.env.pipes), 0);
+	harness_free(&h);
+}
+
 Test(relay, half_close_reply_after_eof_splice, .timeout = 20)
 {
 	check_half_close(CONF_RELAY_SPLICE, 5000, 70000);
@@ -567,6 +607,8 @@ check_backend_reset(enum conf_relay_mode mode)
 	cr_assert_eq(c.read_error, ECONNRESET, "read error %s",
 	    strerror(c.read_error));
 	cr_assert(run_until(&h, no_sessions, NULL, 2000));
+	cr_assert_eq(tcp_relay_n_resets(true), 1, "resets from the endpoint");
+	cr_assert_eq(tcp_relay_n_resets(false), 0);
 	harness_free(&h);
 }
 
@@ -613,6 +655,8 @@ Test(relay, client_reset_resets_backend, .timeout = 20)
 	cr_assert_eq(b->last_error, ECONNRESET, "backend read: %s",
 	    strerror(b->last_error));
 	cr_assert(run_until(&h, no_sessions, NULL, 2000));
+	cr_assert_eq(tcp_relay_n_resets(false), 1, "resets from the client");
+	cr_assert_eq(tcp_relay_n_resets(true), 0);
 	harness_free(&h);
 }
 
@@ -661,8 +705,11 @@ Test(relay, refused_endpoint_is_skipped, .timeout = 20)
 		cr_assert(c.eof && c.got == 100 && c.reply_ok,
 		    "connection %d failed", i);
 	}
-	/* The rotation puts the dead endpoint first both times. */
-	cr_assert_eq(h.pp->stats.connect_failures, 2);
+	/*
+	 * The rotation puts the dead endpoint first both times, but after
+	 * its refusal it backs off: the second connection skips it.
+	 */
+	cr_assert_eq(h.pp->stats.connect_failures, 1);
 	cr_assert_eq(b->n_conns, 2);
 	close(dead);
 	harness_free(&h);
@@ -703,6 +750,61 @@ Test(relay, silent_endpoint_times_out_then_next, .timeout = 20)
 	cr_assert_eq(h.pp->stats.connect_failures, 1);
 	cr_assert_geq(now_ms() - t0, 240, "the first try waits 250 ms");
 	cr_assert_lt(now_ms() - t0, 1500);
+	close(silent);
+	close(filler[0]);
+	close(filler[1]);
+	harness_free(&h);
+}
+
+/*
+ * Refused, black hole, live, in rotation order: the black hole met on the
+ * second attempt costs the first dial step (it never timed out before), not
+ * the second; the next connection skips both while they back off.
+ */
+Test(relay, black_hole_after_refusal_costs_the_first_step, .timeout = 20)
+{
+	struct harness h;
+	struct backend *b;
+	const char *ips[3] = { "127.0.0.1", "127.0.0.2", "127.0.0.3" };
+	uint16_t ports[3];
+	struct client c = { .send_len = 100, .shut_wr = true,
+	    .reply_seed = 1 };
+	struct client c2 = { .send_len = 100, .shut_wr = true,
+	    .reply_seed = 1 };
+	int dead, silent, filler[2], i;
+	long long t0, took;
+
+	harness_init(&h, CONF_RELAY_COPY, 0);
+	dead = tcp_listen_on(ips[0], -1, &ports[0]);
+	silent = tcp_listen_on(ips[1], 0, &ports[1]);
+	for (i = 0; i < 2; i++) {
+		struct sockaddr_in sin = { .sin_family = AF_INET,
+		    .sin_port = htons(ports[1]) };
+
+		inet_pton(AF_INET, ips[1], &sin.sin_addr);
+		filler[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		connect(filler[i], (struct sockaddr *)&sin, sizeof(sin));
+	}
+	usleep(50000);
+	b = backend_start(ips[2], BACKEND_ECHO, 0);
+	ports[2] = b->port;
+	set_endpoints(&h, ips, ports, 3);
+	t0 = now_ms();
+	client_run(&h, &c, 5000);
+	took = now_ms() - t0;
+	cr_assert(c.eof && c.got == 100 && c.reply_ok);
+	cr_assert_eq(h.pp->stats.connect_failures, 2);
+	cr_assert_geq(took, 240, "the black hole was not met: %lld ms", took);
+	cr_assert_lt(took, 450, "the black hole cost %lld ms, not 250", took);
+
+	t0 = now_ms();
+	client_run(&h, &c2, 5000);
+	took = now_ms() - t0;
+	cr_assert(c2.eof && c2.got == 100 && c2.reply_ok);
+	cr_assert_eq(h.pp->stats.connect_failures, 2, "a dead one was retried");
+	cr_assert_lt(took, 200, "backing-off endpoints cost %lld ms", took);
+	cr_assert_eq(b->n_conns, 2);
+	close(dead);
 	close(silent);
 	close(filler[0]);
 	close(filler[1]);
@@ -844,8 +946,9 @@ check_idle_holds_nothing(enum conf_relay_mode mode)
 	if (h.env.pipes != NULL) {
 		cr_assert_eq(pipe_pool_n_busy(h.env.pipes), 0,
 		    "an idle session holds a pipe");
-		cr_assert_geq(pipe_pool_n_idle(h.env.pipes), 1,
-		    "pipes went back to the pool");
+		/* Four bytes are read and written, never spliced. */
+		cr_assert_eq(pipe_pool_n_idle(h.env.pipes), 0,
+		    "a small exchange took a pipe");
 	}
 	close(ic.fd);
 	cr_assert(run_until(&h, no_sessions, NULL, 2000));
@@ -1042,6 +1145,22 @@ accepted_n(void *arg)
 	return a->n >= 4;
 }
 
+static bool
+accepted_one(void *arg)
+{
+	struct accepted *a = arg;
+
+	return a->n >= 1;
+}
+
+static bool
+accepted_two(void *arg)
+{
+	struct accepted *a = arg;
+
+	return a->n >= 2;
+}
+
 Test(relay, emfile_pauses_accept_and_recovers, .timeout = 20)
 {
 	struct event_base *base;
@@ -1222,4 +1341,283 @@ Test(relay, udp_port_binds)
 	cr_assert_neq(fd, -1, "%s", err);
 	cr_assert_neq(port, 0);
 	close(fd);
+}
+
+/* ---- limits: connection cap, half-close timeout, keepalive ---- */
+
+Test(relay, max_connections_resets_the_excess_at_once, .timeout = 20)
+{
+	struct harness h;
+	struct backend *b;
+	struct idle_client ic[2];
+	uint64_t rejected = tcp_relay_n_rejected();
+	struct client over = { .send_len = 1, .reply_seed = 1 };
+	struct client after = { .send_len = 4, .shut_wr = true,
+	    .reply_seed = 1 };
+	int i;
+
+	harness_init(&h, CONF_RELAY_SPLICE, 0);
+	h.conf.tcp_max_connections = 2;
+	b = backend_start("127.0.0.1", BACKEND_ECHO, 0);
+	set_endpoint(&h, b->port);
+	for (i = 0; i < 2; i++) {
+		memset(&ic[i], 0, sizeof(ic[i]));
+		cr_assert_neq(ic[i].fd = client_connect(h.port), -1);
+		cr_assert(send_all(ic[i].fd, "ping", 4));
+		cr_assert(run_until(&h, idle_client_got_reply, &ic[i], 5000));
+	}
+	client_run(&h, &over, 2000);
+	cr_assert(client_was_reset(&over), "the third client was served: "
+	    "send %s, read %s", strerror(over.send_error),
+	    strerror(over.read_error));
+	cr_assert_eq(tcp_relay_n_rejected() - rejected, 1);
+	cr_assert_eq(tcp_relay_active(), 2);
+	cr_assert_eq(h.pp->stats.conns_total, 2, "a rejected client counted "
+	    "as a connection");
+	cr_assert_eq(b->n_conns, 2, "a rejected client reached the backend");
+
+	/* Below the cap again: served. */
+	close(ic[0].fd);
+	cr_assert(run_until(&h, no_sessions_but_one, NULL, 2000));
+	client_run(&h, &after, 5000);
+	cr_assert(after.eof && after.got == 4 && after.reply_ok);
+	close(ic[1].fd);
+	cr_assert(run_until(&h, no_sessions, NULL, 2000));
+	harness_free(&h);
+}
+
+static bool
+client_done_or_eof(void *arg)
+{
+	struct idle_client *ic = arg;
+	char c;
+	ssize_t n;
+
+	n = recv(ic->fd, &c, 1, MSG_DONTWAIT);
+	return n == 0 || (n == -1 && errno != EAGAIN);
+}
+
+static void
+check_half_close_timeout(enum conf_relay_mode mode)
+{
+	struct harness h;
+	struct backend *b;
+	struct idle_client ic = { .fd = -1 };
+	long long t0, waited;
+
+	harness_init(&h, mode, 0);
+	h.conf.tcp_half_close_timeout_ms = 300;
+	b = backend_start("127.0.0.1", BACKEND_SILENT, 0);
+	set_endpoint(&h, b->port);
+	cr_assert_neq(ic.fd = client_connect(h.port), -1);
+	cr_assert(send_all(ic.fd, "request", 7));
+	shutdown(ic.fd, SHUT_WR);
+	cr_assert(run_until(&h, backend_received, b, 5000));
+	t0 = now_ms();
+	/* The backend never answers nor closes; the relay gives up. */
+	cr_assert(run_until(&h, client_done_or_eof, &ic, 3000),
+	    "the half-closed session was not closed");
+	waited = now_ms() - t0;
+	cr_assert_geq(waited, 200, "closed after %lld ms", waited);
+	cr_assert_eq(tcp_relay_active(), 0);
+	cr_assert_eq(tcp_relay_n_buffers(), 0);
+	if (h.env.pipes != NULL)
+		cr_assert_eq(pipe_pool_n_busy(h.env.pipes), 0);
+	close(ic.fd);
+	harness_free(&h);
+}
+
+Test(relay, half_close_timeout_closes_silent_session_splice, .timeout = 20)
+{
+	check_half_close_timeout(CONF_RELAY_SPLICE);
+}
+
+Test(relay, half_close_timeout_closes_silent_session_copy, .timeout = 20)
+{
+	check_half_close_timeout(CONF_RELAY_COPY);
+}
+
+/* An open session is not half-closed: the half-close timer leaves it be. */
+Test(relay, half_close_timeout_spares_open_sessions, .timeout = 20)
+{
+	struct harness h;
+	struct backend *b;
+	struct idle_client ic = { .fd = -1 };
+
+	harness_init(&h, CONF_RELAY_SPLICE, 0);
+	h.conf.tcp_half_close_timeout_ms = 100;
+	b = backend_start("127.0.0.1", BACKEND_ECHO, 0);
+	set_endpoint(&h, b->port);
+	cr_assert_neq(ic.fd = client_connect(h.port), -1);
+	cr_assert(send_all(ic.fd, "ping", 4));
+	cr_assert(run_until(&h, idle_client_got_reply, &ic, 5000));
+	run_until(&h, NULL, NULL, 400);
+	cr_assert_eq(tcp_relay_active(), 1);
+	close(ic.fd);
+	cr_assert(run_until(&h, no_sessions, NULL, 2000));
+	harness_free(&h);
+}
+
+static int
+sockopt_int(int fd, int level, int name)
+{
+	socklen_t len = sizeof(int);
+	int v = -1;
+
+	cr_assert_eq(getsockopt(fd, level, name, &v, &len), 0);
+	return v;
+}
+
+/* Accepted sockets carry TCP_NODELAY and keepalive from the listener. */
+Test(relay, accepted_sockets_inherit_nodelay_and_keepalive, .timeout = 20)
+{
+	struct event_base *base;
+	struct harness h;
+	struct listener *l;
+	struct accepted a = { .n = 0 };
+	char err[256];
+	uint16_t port;
+	int fd, client[2];
+
+	cr_assert_not_null(base = event_base_new());
+	memset(&h, 0, sizeof(h));
+	h.base = base;
+	fd = listener_bind(SVC_PROTO_TCP, "127.0.0.1", 0, 0, 0, &port, err,
+	    sizeof(err));
+	cr_assert_neq(fd, -1, "%s", err);
+	cr_assert_not_null(l = listener_new(base, fd, "test/keepalive",
+	    accept_store, &a, err, sizeof(err)), "%s", err);
+	cr_assert(listener_keepalive_inherited(l, 0), "nothing to inherit");
+	/* Queued before the change: those must be set one by one. */
+	cr_assert_neq(client[0] = client_connect(port), -1);
+	cr_assert_not(listener_keepalive_inherited(l, 12000));
+	cr_assert_not(listener_keepalive_inherited(l, 12000),
+	    "stale until the queue has been emptied");
+	cr_assert(run_until(&h, accepted_one, &a, 2000));
+	cr_assert(listener_keepalive_inherited(l, 12000));
+	cr_assert_neq(client[1] = client_connect(port), -1);
+	cr_assert(run_until(&h, accepted_two, &a, 2000));
+
+	fd = a.fds[1];
+	cr_assert_eq(sockopt_int(fd, IPPROTO_TCP, TCP_NODELAY), 1);
+	cr_assert_eq(sockopt_int(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+	cr_assert_eq(sockopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE), 6);
+	cr_assert_eq(sockopt_int(fd, IPPROTO_TCP, TCP_KEEPINTVL), 2);
+	cr_assert_eq(sockopt_int(fd, IPPROTO_TCP, TCP_KEEPCNT), 3);
+	cr_assert_eq(sockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 12000);
+	cr_assert_eq(sockopt_int(a.fds[0], IPPROTO_TCP, TCP_NODELAY), 1);
+
+	/* Off again: no keepalive, no user timeout. */
+	cr_assert_eq(listener_sock_keepalive(fd, 0), 0);
+	cr_assert_eq(sockopt_int(fd, SOL_SOCKET, SO_KEEPALIVE), 0);
+	cr_assert_eq(sockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 0);
+	/* Short bounds still probe every second at least. */
+	cr_assert_eq(listener_sock_keepalive(fd, 1500), 0);
+	cr_assert_eq(sockopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE), 1);
+	cr_assert_eq(sockopt_int(fd, IPPROTO_TCP, TCP_KEEPINTVL), 1);
+
+	close(a.fds[0]);
+	close(a.fds[1]);
+	close(client[0]);
+	close(client[1]);
+	listener_free(l);
+	event_base_free(base);
+}
+
+/* ---- both directions at once ---- */
+
+struct duplex {
+	uint16_t	port;
+	size_t		len;
+	int		fd;
+	size_t		got;
+	bool		ok;
+	atomic_int	done;
+};
+
+static void *
+duplex_sender(void *arg)
+{
+	static __thread uint8_t buf[100 * 1000];
+	struct duplex *d = arg;
+	size_t off, chunk;
+
+	for (off = 0; off < d->len; off += chunk) {
+		chunk = d->len - off < sizeof(buf) ? d->len - off :
+		    sizeof(buf);
+		pattern_fill(buf, chunk, off, 1);
+		if (!send_all(d->fd, buf, chunk))
+			break;
+	}
+	shutdown(d->fd, SHUT_WR);
+	return NULL;
+}
+
+static void *
+duplex_main(void *arg)
+{
+	static __thread uint8_t buf[70 * 1000];
+	struct duplex *d = arg;
+	pthread_t th;
+	ssize_t n;
+
+	d->ok = true;
+	if ((d->fd = client_connect(d->port)) == -1) {
+		d->ok = false;
+		d->done = 1;
+		return NULL;
+	}
+	pthread_create(&th, NULL, duplex_sender, d);
+	while ((n = recv(d->fd, buf, sizeof(buf), 0)) > 0) {
+		d->ok = d->ok && pattern_check(buf, (size_t)n, d->got, 1);
+		d->got += (size_t)n;
+	}
+	pthread_join(th, NULL);
+	close(d->fd);
+	d->done = 1;
+	return NULL;
+}
+
+static bool
+duplex_done(void *arg)
+{
+	struct duplex *d = arg;
+
+	return d->done != 0;
+}
+
+/*
+ * An echo with both directions busy at once: each flow's unsent bytes
+ * must survive the other flow's reads (nothing is shared between flows).
+ */
+static void
+check_echo_both_ways(enum conf_relay_mode mode)
+{
+	struct harness h;
+	struct backend *b;
+	struct duplex d = { .len = 48 * MiB + 12345 };
+	pthread_t th;
+
+	harness_init(&h, mode, 0);
+	b = backend_start("127.0.0.1", BACKEND_ECHO, 0);
+	set_endpoint(&h, b->port);
+	d.port = h.port;
+	pthread_create(&th, NULL, duplex_main, &d);
+	cr_assert(run_until(&h, duplex_done, &d, 50000), "echo not done");
+	pthread_join(th, NULL);
+	cr_assert_eq(d.got, d.len, "got %zu of %zu", d.got, d.len);
+	cr_assert(d.ok, "the echo differs");
+	cr_assert(run_until(&h, no_sessions, NULL, 2000));
+	cr_assert_eq(tcp_relay_n_buffers(), 0);
+	harness_free(&h);
+}
+
+Test(relay, echo_both_ways_at_once_splice, .timeout = 60)
+{
+	check_echo_both_ways(CONF_RELAY_SPLICE);
+}
+
+Test(relay, echo_both_ways_at_once_copy, .timeout = 60)
+{
+	check_echo_both_ways(CONF_RELAY_COPY);
 }

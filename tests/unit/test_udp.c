@@ -661,6 +661,175 @@ Test(udp, port_cap_evicts_the_least_recently_used)
 	close(c3);
 }
 
+/* Send text from cfd without waiting, and run the loop for ms. */
+static void
+send_only(struct svcport *s, int cfd, const char *text, int ms)
+{
+	send_to(s, cfd, text, strlen(text));
+	run_for(ms);
+}
+
+Test(udp, one_shot_flood_cannot_evict_an_assured_client)
+{
+	struct svcport	*s;
+	int		 steady, c;
+	uint64_t	 made;
+	size_t		 i;
+
+	fx.conf.udp_max_assoc_per_port = 3;
+	echo_add("A", ECHO_TAGGED);
+	s = svc_add();
+	svc_use_echoes(s, "A");
+	steady = client_new();
+	cr_assert_str_eq(ask(s, steady, "s", 1000), "A");
+	cr_assert_str_eq(ask(s, steady, "s", 1000), "A");	/* assured */
+	for (i = 0; i < 20; i++) {
+		c = client_new();
+		cr_assert_str_eq(ask(s, c, "x", 1000), "A");
+		close(c);
+	}
+	cr_assert_eq(s->pp.stats.udp_assoc_evicted, 18);
+	made = s->pp.stats.udp_assoc_total;
+	cr_assert_str_eq(ask(s, steady, "s", 1000), "A");
+	cr_assert_eq(s->pp.stats.udp_assoc_total, made,
+	    "the assured client's association was evicted");
+	close(steady);
+}
+
+Test(udp, eviction_takes_answered_one_shots_before_pending_ones)
+{
+	struct svcport	*s;
+	struct echo	*e;
+	int		 done, pending, n1, n2;
+	char		 buf[64];
+
+	fx.conf.udp_max_assoc_per_port = 2;
+	fx.conf.udp_timeout_ms = 5000;	/* nothing expires meanwhile */
+	e = echo_add("A", ECHO_TAGGED);
+	s = svc_add();
+	svc_use_echoes(s, "A");
+	done = client_new();
+	cr_assert_str_eq(ask(s, done, "d", 1000), "A");
+	e->delay_ms = 300;
+	pending = client_new();
+	send_only(s, pending, "p", 30);
+	n1 = client_new();
+	send_only(s, n1, "1", 30);	/* at the cap: evicts done */
+	cr_assert_eq(s->pp.stats.udp_assoc_evicted, 1);
+	/* pending's reply still comes: its association was kept. */
+	cr_assert_geq(await_reply(s, pending, buf, sizeof(buf), 1000), 0);
+	cr_assert_geq(await_reply(s, n1, buf, sizeof(buf), 1000), 0);
+	/* Both answered once now: the older one goes first. */
+	n2 = client_new();
+	send_only(s, n2, "2", 30);
+	cr_assert_eq(s->pp.stats.udp_assoc_evicted, 2);
+	cr_assert_geq(await_reply(s, n2, buf, sizeof(buf), 1000), 0);
+	e->delay_ms = 0;
+	cr_assert_str_eq(ask(s, n1, "1", 1000), "A");
+	cr_assert_eq(s->pp.stats.udp_assoc_total, 4, "n1 was kept");
+	close(done);
+	close(pending);
+	close(n1);
+	close(n2);
+}
+
+/* A UDP socket bound to 127.0.0.1 on a port below 1024, or -1. */
+static int
+client_new_privileged(void)
+{
+	struct sockaddr_in	sin;
+	int			fd, port;
+
+	fd = client_new();
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (port = 1023; port > 600; port--) {
+		sin.sin_port = htons((uint16_t)port);
+		if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0)
+			return fd;
+	}
+	close(fd);
+	return -1;
+}
+
+Test(udp, privileged_sources_are_dropped_when_asked)
+{
+	struct svcport	*s;
+	int		 priv, c;
+	char		 buf[64];
+
+	echo_add("A", ECHO_TAGGED);
+	s = svc_add();
+	svc_use_echoes(s, "A");
+	if ((priv = client_new_privileged()) == -1)
+		cr_skip_test("cannot bind a port below 1024 here");
+	cr_assert_str_eq(ask(s, priv, "off", 1000), "A",
+	    "the option is off by default");
+	fx.conf.udp_reject_privileged_sources = true;
+	close(priv);
+	cr_assert_neq(priv = client_new_privileged(), -1);
+	send_to(s, priv, "on", 2);
+	cr_assert_eq(await_reply(s, priv, buf, sizeof(buf), 200), -1);
+	cr_assert_eq(s->pp.stats.udp_dropped, 1);
+	cr_assert_eq(s->pp.stats.udp_assoc_total, 1);
+	c = client_new();
+	cr_assert_str_eq(ask(s, c, "high", 1000), "A");
+	close(priv);
+	close(c);
+}
+
+/* The descriptor of the UDP socket bound to 127.0.0.1:port. */
+static int
+find_service_fd(uint16_t port)
+{
+	struct sockaddr_in	sin;
+	socklen_t		len;
+	int			fd, type;
+
+	for (fd = 3; fd < 1024; fd++) {
+		len = sizeof(type);
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == -1 ||
+		    type != SOCK_DGRAM)
+			continue;
+		len = sizeof(sin);
+		if (getsockname(fd, (struct sockaddr *)&sin, &len) == 0 &&
+		    sin.sin_family == AF_INET && sin.sin_port == htons(port) &&
+		    sin.sin_addr.s_addr == htonl(INADDR_LOOPBACK))
+			return fd;
+	}
+	return -1;
+}
+
+Test(udp, receive_buffer_overflows_are_counted)
+{
+	struct svcport	*s;
+	struct echo	*e;
+	int		 c, fd, small = 4096, i, sent = 200;
+	char		 payload[1000];
+
+	e = echo_add("A", ECHO_RAW);
+	s = svc_add();
+	svc_use_echoes(s, "A");
+	cr_assert_neq(fd = find_service_fd(ntohs(s->addr.sin_port)), -1);
+	cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &small,
+	    sizeof(small)), 0);
+	c = client_new();
+	memset(payload, 'x', sizeof(payload));
+	/* Without the loop running the service socket overflows. */
+	for (i = 0; i < sent; i++)
+		send_to(s, c, payload, sizeof(payload));
+	run_for(100);
+	/* The next datagram carries the kernel's count. */
+	send_only(s, c, "last", 100);
+	cr_assert_lt(e->n_received, sent);
+	cr_assert_eq(s->pp.stats.udp_dropped + (uint64_t)e->n_received,
+	    (uint64_t)sent + 1, "dropped %llu, relayed %d of %d",
+	    (unsigned long long)s->pp.stats.udp_dropped, e->n_received,
+	    sent + 1);
+	close(c);
+}
+
 Test(udp, total_cap_evicts_across_ports)
 {
 	struct svcport	*s1, *s2;
