@@ -27,6 +27,7 @@
 #include "base/clock.h"
 #include "base/admin.h"
 #include "base/log.h"
+#include "base/privdrop.h"
 #include "base/sdnotify.h"
 #include "base/status.h"
 #include "base/svc.h"
@@ -58,25 +59,79 @@ struct daemon {
 };
 
 /*
- * Raise the soft descriptor limit to the hard one: every proxied
- * connection costs two sockets.  Upstream set 64000 and failed to start
- * when it could not; a lower limit is only worth a warning.
+ * The most descriptors we ask for, however high the hard limit: HAProxy's
+ * fd-hard-limit default.  A hard limit of "unlimited" or a billion would
+ * otherwise make libevent and the kernel size tables for nothing.
+ */
+#define NOFILE_CAP		1048576ULL
+/* A relayed connection holds its client and its backend socket. */
+#define NOFILE_PER_CONN		2ULL
+
+/*
+ * Raise the soft descriptor limit to min(hard, NOFILE_CAP) (never lower
+ * it) and log how many connections that leaves room for.  Upstream set
+ * 64000 and failed to start when it could not; a lower limit is only worth
+ * a warning, since running out of descriptors costs connections, never the
+ * process (listener.c, tcp_relay.c).
+ * Splicing sessions also hold a pipe (two descriptors) per direction while
+ * bytes are in flight, so the capacity logged is for idle connections.
  */
 static void
 raise_nofile_limit(void)
 {
-	struct rlimit rl;
+	struct rlimit	rl;
+	rlim_t		want;
+	char		hard[32];
 
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_warn("getrlimit(RLIMIT_NOFILE)");
+		return;
+	}
+	want = rl.rlim_max;
+	if (want == RLIM_INFINITY || want > NOFILE_CAP)
+		want = NOFILE_CAP;
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur < want) {
+		rl.rlim_cur = want;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("cannot raise the open files limit to %llu",
+			    (unsigned long long)want);
+	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
 		return;
-	if (rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
-			log_warn("cannot raise the open files limit");
-	}
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
-		log_v(1, "open files limit: %llu",
+	if (rl.rlim_max == RLIM_INFINITY)
+		snprintf(hard, sizeof(hard), "unlimited");
+	else
+		snprintf(hard, sizeof(hard), "%llu",
+		    (unsigned long long)rl.rlim_max);
+	log_info("open files limit %llu (hard %s): room for about %llu "
+	    "connections at %llu descriptors each",
+	    (unsigned long long)rl.rlim_cur, hard,
+	    (unsigned long long)(rl.rlim_cur / NOFILE_PER_CONN),
+	    NOFILE_PER_CONN);
+	if (rl.rlim_cur < 4096)
+		log_warnx("open files limit %llu is low: raise the hard limit "
+		    "(LimitNOFILE=, ulimit -Hn) to serve more connections",
 		    (unsigned long long)rl.rlim_cur);
+}
+
+/*
+ * The relay registers each socket once, edge-triggered, and learns of a
+ * peer's FIN from EV_CLOSED: a level-triggered backend (poll, select, or
+ * epoll disabled with EVENT_NOEPOLL) would spin on readable sockets.
+ */
+static struct event_base *
+daemon_event_base(void)
+{
+	struct event_config	*cfg;
+	struct event_base	*base;
+
+	if ((cfg = event_config_new()) == NULL)
+		return NULL;
+	event_config_require_features(cfg, EV_FEATURE_ET |
+	    EV_FEATURE_EARLY_CLOSE);
+	base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	return base;
 }
 
 static void
@@ -206,13 +261,14 @@ daemon_on_term(evutil_socket_t sig, short events, void *arg)
 	}
 	d->stopping = true;
 	sd_notify_send("STOPPING=1");
-	log_info("signal %d: stopping; %zu connections may finish within "
-	    "%u ms", (int)sig, tcp_relay_active(), d->conf.shutdown_grace_ms);
 	source_file_free(d->source);
 	d->source = NULL;
 	source_api_free(d->api);
 	d->api = NULL;
 	proxier_stop(d->proxier);
+	/* Only now: from this line on, a new client is refused. */
+	log_info("signal %d: stopping; %zu connections may finish within "
+	    "%u ms", (int)sig, tcp_relay_active(), d->conf.shutdown_grace_ms);
 	d->drain_left_ms = d->conf.shutdown_grace_ms;
 	daemon_drain_tick(-1, 0, d);
 }
@@ -262,12 +318,22 @@ daemon_run(struct daemon *d)
 	/* Writes to a peer that has gone must fail with EPIPE, not kill us. */
 	signal(SIGPIPE, SIG_IGN);
 
-	if ((d->base = event_base_new()) == NULL)
-		fatalx("cannot create the event loop");
+	if ((d->base = daemon_event_base()) == NULL)
+		fatalx("cannot create the event loop: this libevent has no "
+		    "edge-triggered backend (epoll)");
 	if (d->conf.services_file == NULL && !daemon_wants_api_source(d)) {
 		log_warnx("no source of services: give --services-file PATH, "
 		    "--kubeconfig FILE or --master URL");
 		return 2;
+	}
+	/*
+	 * Before the first iptables run: --user drops root here (keeping
+	 * only the capabilities the flags need, for the sockets and rules
+	 * to come), and a missing capability stops us before any rule.
+	 */
+	if (privdrop_setup(&d->conf, err, sizeof(err)) == -1) {
+		log_warnx("%s", err);
+		return 1;
 	}
 	if ((d->proxier = proxier_new(d->base, &d->conf, err,
 	    sizeof(err))) == NULL) {

@@ -5,6 +5,7 @@
 #   1. packaging/install-deps            (skipped with --no-deps)
 #   2. autoreconf -fi, then tests/fuzz/ci.sh (each parser fuzzed briefly)
 #   3. _build/werror:     configure --enable-werror, make, make check
+#      then tests/valgrind-e2e.sh (kuproxy under memcheck) with it
 #   4. _build/sanitizers: configure --enable-sanitizers (ASan+UBSan),
 #                         make, make check
 #   5. make distcheck (from _build/werror)
@@ -115,6 +116,9 @@ step fuzz env FUZZ_BUILD_DIR="$builddir/fuzz" "$srcdir/tests/fuzz/ci.sh"
 
 if step build-werror build werror --enable-werror; then
 	step check-werror check werror
+	# kuproxy under valgrind's memcheck through a set of e2e tests.
+	step valgrind-e2e sh "$srcdir/tests/valgrind-e2e.sh" \
+	    --builddir "$builddir/werror"
 	werror_built=yes
 else
 	werror_built=no

@@ -15,7 +15,8 @@
 # Environment: KUPROXY_BIN (the binary under test), KUPROXY_SRCDIR (the
 # source tree), KPT_RELAY_MODES (default "splice copy"), KPT_IPT_BACKENDS
 # (default "legacy nft", for the portal tests), KPT_KEEP=1 keeps the temp
-# dir, KPT_PYTHON (default /usr/bin/python3).
+# dir, KPT_PYTHON (default /usr/bin/python3), KPT_VALGRIND=1 runs kuproxy
+# under valgrind (e2e_valgrind_wrap).
 #
 # A test: e2e_init; e2e_netns node (or e2e_topology); backend_start ...;
 # write $T/services.yaml; then for each mode in $KPT_RELAY_MODES:
@@ -106,6 +107,43 @@ e2e_init() {
 		e2e_skip "ip netns is not available here"
 	fi
 	ip netns del "$KPT_TAG-probe"
+	[ "${KPT_VALGRIND:-0}" = 1 ] && e2e_valgrind_wrap
+	return 0
+}
+
+# KPT_VALGRIND=1 (tests/valgrind-e2e.sh): every kuproxy the test runs
+# through $KUPROXY_BIN runs under valgrind's memcheck instead, one log per
+# process in $KPT_VALGRIND_DIR/TEST (default $T/valgrind/TEST; TEST is the
+# script's name without .sh).  valgrind runs in kuproxy's own process, so
+# pids and signals are unchanged; an error or a definite or indirect leak
+# makes the exit status 97 (kuproxy_stop fails on it), and e2e_cleanup
+# fails the test on any error in the logs.
+e2e_valgrind_wrap() {
+	command -v valgrind >/dev/null 2>&1 ||
+	    e2e_error "KPT_VALGRIND=1, but there is no valgrind"
+	KPT_VALGRIND_DIR=${KPT_VALGRIND_DIR:-$T/valgrind}/$(basename "$0" .sh)
+	mkdir -p "$KPT_VALGRIND_DIR" || e2e_error "mkdir $KPT_VALGRIND_DIR"
+	cat >"$T/kuproxy-valgrind" <<VALGRIND
+#!/bin/sh
+exec valgrind --tool=memcheck --error-exitcode=97 --leak-check=full \\
+    --show-leak-kinds=definite,indirect \\
+    --errors-for-leak-kinds=definite,indirect --num-callers=30 \\
+    --child-silent-after-fork=yes \\
+    --log-file="$KPT_VALGRIND_DIR/kuproxy-%p.log" "$KUPROXY_BIN" "\$@"
+VALGRIND
+	chmod 0755 "$T/kuproxy-valgrind"
+	KUPROXY_BIN=$T/kuproxy-valgrind
+}
+
+# The valgrind logs with an error: a non-zero ERROR SUMMARY or, in the log
+# of a process killed before its summary, an error record.
+e2e_valgrind_errors() {
+	for _vg in "$KPT_VALGRIND_DIR"/kuproxy-*.log; do
+		[ -f "$_vg" ] || continue
+		grep -qE 'ERROR SUMMARY: [1-9]|^==[0-9]+== (Invalid|Conditional|Use of uninit|Syscall param|Mismatched|Source and dest|Argument)' \
+		    "$_vg" && echo "$_vg"
+	done
+	return 0
 }
 
 # The EXIT trap: stop every process we started (by pid, and whatever still
@@ -124,7 +162,7 @@ e2e_cleanup() {
 	for _pid in $_victims; do
 		kill -TERM "$_pid" 2>/dev/null
 	done
-	_deadline=$(($(now_ms) + 3000))
+	_deadline=$(($(now_ms) + 3000 * ${KPT_TIME_SCALE:-1}))
 	for _pid in $_victims; do
 		while kill -0 "$_pid" 2>/dev/null &&
 		    [ "$(now_ms)" -lt "$_deadline" ]; do
@@ -135,6 +173,13 @@ e2e_cleanup() {
 	for _ns in $E2E_NETNS; do
 		ip netns del "$_ns" 2>/dev/null
 	done
+	if [ "${KPT_VALGRIND:-0}" = 1 ] && [ "$_rc" != 77 ]; then
+		for _vg in $(e2e_valgrind_errors); do
+			echo "FAIL: valgrind found errors: $_vg"
+			cat "$_vg"
+			[ "$_rc" != 0 ] || _rc=1
+		done
+	fi
 	if [ "$_rc" != 0 ] && [ "$_rc" != 77 ] && [ -n "$T" ]; then
 		e2e_dump_logs 2>/dev/null
 	fi
@@ -311,8 +356,10 @@ kuproxy_log_since() {
 
 # kuproxy_wait_log ERE [SECONDS]: wait for a log line after the mark that
 # matches ERE.  Returns 1 on timeout; fails the test if kuproxy died.
+# This wait, kuproxy_port's and kuproxy_stop's are multiplied by
+# KPT_TIME_SCALE (default 1; valgrind makes kuproxy ~20 times slower).
 kuproxy_wait_log() {
-	_deadline=$(($(now_ms) + ${2:-5} * 1000))
+	_deadline=$(($(now_ms) + ${2:-5} * 1000 * ${KPT_TIME_SCALE:-1}))
 	while [ "$(now_ms)" -lt "$_deadline" ]; do
 		kuproxy_log_since | grep -qE -- "$1" && return 0
 		kuproxy_alive || fail "kuproxy exited (waiting for /$1/)"
@@ -324,7 +371,7 @@ kuproxy_wait_log() {
 # kuproxy_port VAR KEY [SECONDS]: wait until kuproxy logs
 # "KEY: listening on proxy port N" and set VAR to N (the latest such line).
 kuproxy_port() {
-	_deadline=$(($(now_ms) + ${3:-10} * 1000))
+	_deadline=$(($(now_ms) + ${3:-10} * 1000 * ${KPT_TIME_SCALE:-1}))
 	while :; do
 		_port=$(grep -F "$2: listening on proxy port " "$KP_LOG" |
 		    tail -n 1 | sed 's/.*listening on proxy port \([0-9]*\).*/\1/')
@@ -342,7 +389,7 @@ kuproxy_port() {
 # Stop kuproxy with SIGTERM; it must exit with status 0 within 10 s.
 kuproxy_stop() {
 	kill -TERM "$KP_PID" 2>/dev/null || fail "kuproxy was not running"
-	_deadline=$(($(now_ms) + 10000))
+	_deadline=$(($(now_ms) + 10000 * ${KPT_TIME_SCALE:-1}))
 	while kuproxy_alive; do
 		if [ "$(now_ms)" -ge "$_deadline" ]; then
 			kill -KILL "$KP_PID"
