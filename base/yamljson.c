@@ -500,12 +500,15 @@ yj_event(struct yj_builder *b, const yaml_event_t *ev, json_object *docs)
 	}
 }
 
+static void	yj_line_col(const char *, size_t, size_t *, size_t *);
+
 static int
 yj_parse_yaml(const char *buf, size_t len, json_object *docs, char *err,
     size_t errlen)
 {
 	yaml_parser_t		 parser;
 	yaml_event_t		 ev;
+	yaml_mark_t		 at;
 	struct yj_builder	 b;
 	int			 rc = 0;
 
@@ -519,7 +522,16 @@ yj_parse_yaml(const char *buf, size_t len, json_object *docs, char *err,
 	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
 	while (rc == 0) {
 		if (!yaml_parser_parse(&parser, &ev)) {
-			yj_fail(&b, &parser.problem_mark, "%s%s%s",
+			at = parser.problem_mark;
+			/* A reader error (bad UTF-8) has an offset, no mark. */
+			if (parser.error == YAML_READER_ERROR &&
+			    parser.problem_offset <= len) {
+				yj_line_col(buf, parser.problem_offset,
+				    &at.line, &at.column);
+				at.line--;
+				at.column--;
+			}
+			yj_fail(&b, &at, "%s%s%s",
 			    parser.problem ? parser.problem : "syntax error",
 			    parser.context ? " " : "",
 			    parser.context ? parser.context : "");
@@ -660,6 +672,280 @@ yamljson_parse(const char *buf, size_t len, json_object **docs, char *err,
 	json_object_put(*docs);
 	*docs = NULL;
 	return (-1);
+}
+
+/* Splitting a JSON list into its items. */
+
+/* Past the string starting at p ('"'), or NULL when it does not end. */
+static const char *
+yj_skip_string(const char *p, const char *end)
+{
+	for (p++; p < end; p++) {
+		if (*p == '\\') {
+			p++;
+			continue;
+		}
+		if (*p == '"')
+			return (p + 1);
+	}
+	return (NULL);
+}
+
+/*
+ * Past the JSON value at p, looked at only as far as brackets and strings
+ * go: json_tokener checks the rest when the value is parsed.  NULL when it
+ * does not end or nests deeper than YJ_MAX_DEPTH.
+ */
+static const char *
+yj_skip_value(const char *p, const char *end)
+{
+	int	 depth = 0;
+
+	if (p >= end)
+		return (NULL);
+	if (*p == '"')
+		return (yj_skip_string(p, end));
+	if (*p != '{' && *p != '[') {
+		while (p < end && strchr(",]} \t\r\n", *p) == NULL)
+			p++;
+		return (p);
+	}
+	while (p < end) {
+		switch (*p) {
+		case '"':
+			if ((p = yj_skip_string(p, end)) == NULL)
+				return (NULL);
+			continue;
+		case '{':
+		case '[':
+			if (++depth > YJ_MAX_DEPTH)
+				return (NULL);
+			break;
+		case '}':
+		case ']':
+			if (--depth == 0)
+				return (p + 1);
+			break;
+		}
+		p++;
+	}
+	return (NULL);
+}
+
+static const char *
+yj_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' ||
+	    *p == '\r'))
+		p++;
+	return (p);
+}
+
+/* Record the item spans of the array at p ('['); the end, or NULL. */
+static const char *
+yj_split_items(const char *p, const char *end, struct yamljson_list *out)
+{
+	size_t		 cap = 0, ncap;
+	const char	*start, **items;
+	size_t		*lens;
+
+	p = yj_ws(p + 1, end);
+	if (p < end && *p == ']')
+		return (p + 1);
+	while (p < end) {
+		start = p;
+		if ((p = yj_skip_value(p, end)) == NULL || p == start)
+			return (NULL);
+		if (out->n_items == cap) {
+			ncap = cap == 0 ? 256 : cap * 2;
+			if ((items = reallocarray(out->items, ncap,
+			    sizeof(*items))) == NULL)
+				return (NULL);
+			out->items = items;
+			if ((lens = reallocarray(out->item_lens, ncap,
+			    sizeof(*lens))) == NULL)
+				return (NULL);
+			out->item_lens = lens;
+			cap = ncap;
+		}
+		out->items[out->n_items] = start;
+		out->item_lens[out->n_items++] = (size_t)(p - start);
+		p = yj_ws(p, end);
+		if (p < end && *p == ']')
+			return (p + 1);
+		if (p >= end || *p != ',')
+			return (NULL);
+		p = yj_ws(p + 1, end);
+	}
+	return (NULL);
+}
+
+/*
+ * Find the top-level members of the object at buf; the "items" array's
+ * span goes to [*items, *items_end).  0, or -1 when it is not one object.
+ */
+static int
+yj_find_items(const char *p, const char *end, const char **items,
+    const char **items_end, struct yamljson_list *out)
+{
+	const char	*key, *key_end, *val;
+
+	*items = *items_end = NULL;
+	if ((p = yj_ws(p, end)) >= end || *p != '{')
+		return (-1);
+	p = yj_ws(p + 1, end);
+	if (p < end && *p == '}')
+		return (yj_ws(p + 1, end) == end ? 0 : -1);
+	while (p < end) {
+		key = p;
+		if (*p != '"' || (key_end = yj_skip_string(p, end)) == NULL)
+			return (-1);
+		if ((p = yj_ws(key_end, end)) >= end || *p != ':')
+			return (-1);
+		val = p = yj_ws(p + 1, end);
+		if (key_end - key == 7 && memcmp(key, "\"items\"", 7) == 0 &&
+		    p < end && *p == '[') {
+			if (*items != NULL)
+				return (-1);	/* which one json-c keeps: ask it */
+			*items = p;
+			p = yj_split_items(p, end, out);
+			*items_end = p;
+		} else
+			p = yj_skip_value(p, end);
+		if (p == NULL || p == val || (p = yj_ws(p, end)) >= end)
+			return (-1);
+		if (*p == '}')
+			return (yj_ws(p + 1, end) == end ? 0 : -1);
+		if (*p != ',')
+			return (-1);
+		p = yj_ws(p + 1, end);
+	}
+	return (-1);
+}
+
+/*
+ * Split a JSON list document into its head and item spans; see
+ * yamljson.h.  The head is parsed from the text with the items array
+ * replaced by "[]".
+ */
+int
+yamljson_split_list(const char *buf, size_t len, struct yamljson_list *out)
+{
+	const char	*end = buf + len, *items, *items_end;
+	char		*head = NULL;
+	json_object	*h = NULL, *v;
+	size_t		 off, before, after;
+
+	memset(out, 0, sizeof(*out));
+	if (len > INT_MAX)
+		return (-1);
+	off = len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+	if (yj_find_items(buf + off, end, &items, &items_end, out) == -1)
+		goto fail;
+	if (items == NULL) {
+		/* No items key the splitter saw: it must have none at all. */
+		if ((h = yamljson_parse_one(buf + off, len - off)) == NULL ||
+		    json_object_object_get_ex(h, "items", NULL))
+			goto fail;
+	} else {
+		before = (size_t)(items - (buf + off));
+		after = (size_t)(end - items_end);
+		if ((head = malloc(before + 2 + after)) == NULL)
+			goto fail;
+		memcpy(head, buf + off, before);
+		memcpy(head + before, "[]", 2);
+		memcpy(head + before + 2, items_end, after);
+		h = yamljson_parse_one(head, before + 2 + after);
+		free(head);
+		/* The head's items must be the array that was cut out. */
+		if (h == NULL || !json_object_object_get_ex(h, "items", &v) ||
+		    !json_object_is_type(v, json_type_array) ||
+		    json_object_array_length(v) != 0)
+			goto fail;
+	}
+	if (!json_object_is_type(h, json_type_object))
+		goto fail;
+	out->head = h;
+	return (0);
+ fail:
+	json_object_put(h);
+	yamljson_list_clear(out);
+	return (-1);
+}
+
+/* Free what yamljson_split_list() made (not the buffer). */
+void
+yamljson_list_clear(struct yamljson_list *l)
+{
+	if (l->tok != NULL)
+		json_tokener_free(l->tok);
+	json_object_put(l->head);
+	free(l->items);
+	free(l->item_lens);
+	memset(l, 0, sizeof(*l));
+}
+
+static json_tokener *
+yj_tokener_new(void)
+{
+	json_tokener	*tok;
+
+	if ((tok = json_tokener_new_ex(YJ_MAX_DEPTH)) != NULL)
+		json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
+		    JSON_TOKENER_ALLOW_TRAILING_CHARS);
+	return (tok);
+}
+
+/* Exactly one JSON value from the len bytes at p, with tok; or NULL. */
+static json_object *
+yj_parse_one(json_tokener *tok, const char *p, size_t len)
+{
+	json_object	*obj;
+	size_t		 used;
+
+	if (len > INT_MAX)
+		return (NULL);
+	json_tokener_reset(tok);
+	obj = json_tokener_parse_ex(tok, p, (int)len);
+	used = (size_t)json_tokener_get_parse_end(tok);
+	if (json_tokener_get_error(tok) != json_tokener_success ||
+	    yj_skip_space(p, len, used) != len) {
+		json_object_put(obj);
+		obj = NULL;
+	}
+	return (obj);
+}
+
+/*
+ * Parse item i of l (strict, as the JSON fast path), reusing one tokener
+ * for all the items of l.  Returns a new object, or NULL when the item is
+ * not exactly one JSON value (or is null, or memory ran out).
+ */
+json_object *
+yamljson_list_item(struct yamljson_list *l, size_t i)
+{
+	if (i >= l->n_items ||
+	    (l->tok == NULL && (l->tok = yj_tokener_new()) == NULL))
+		return (NULL);
+	return (yj_parse_one(l->tok, l->items[i], l->item_lens[i]));
+}
+
+/*
+ * Parse exactly one JSON value (strict, as the JSON fast path) from the
+ * len bytes at p, white space around it allowed.  Returns a new object,
+ * or NULL when the text is not exactly one value (or is null).
+ */
+json_object *
+yamljson_parse_one(const char *p, size_t len)
+{
+	json_tokener	*tok;
+	json_object	*obj;
+
+	if ((tok = yj_tokener_new()) == NULL)
+		return (NULL);
+	obj = yj_parse_one(tok, p, len);
+	json_tokener_free(tok);
+	return (obj);
 }
 
 /*

@@ -24,6 +24,37 @@
 int	yamljson_parse(const char *buf, size_t len, json_object **docs,
 	    char *err, size_t errlen);
 
+/*
+ * A JSON document holding one object with an "items" array (what `kubectl
+ * get -o json` prints for several objects), split without building its
+ * whole tree, so that a reader can parse, and skip, item by item.
+ */
+struct yamljson_list {
+	json_object	*head;		/* the document, its items left empty */
+	const char	**items;	/* each item's text inside the buffer */
+	size_t		 *item_lens;
+	size_t		  n_items;
+	json_tokener	 *tok;		/* reused for every item */
+};
+
+/*
+ * Split buf (len bytes, one JSON object after an optional byte order mark
+ * and white space) into the list's head and the spans of its items; the
+ * spans point into buf.  Returns 0, or -1 when buf is not such a document
+ * or is not well-formed where the splitter looks; the caller then parses it
+ * whole with yamljson_parse() to get the right message.  Free with
+ * yamljson_list_clear().
+ */
+int	yamljson_split_list(const char *buf, size_t len,
+	    struct yamljson_list *out);
+void	yamljson_list_clear(struct yamljson_list *);
+
+/* Parse item i of l: a new object, or NULL when it is not valid JSON. */
+json_object *yamljson_list_item(struct yamljson_list *l, size_t i);
+
+/* Parse exactly one JSON value from p (len bytes), or NULL. */
+json_object *yamljson_parse_one(const char *p, size_t len);
+
 /* The line an object started on, or 0 when unknown. */
 int	yamljson_line(json_object *obj);
 

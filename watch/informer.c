@@ -118,6 +118,8 @@ struct informer {
 	char			 stop_msg[512];
 
 	struct backoff		 backoff;
+	/* 410s on their own: see inf_expired_delay(). */
+	struct backoff		 expired;
 };
 
 /* ------------------------------------------------------------------ backoff */
@@ -879,6 +881,24 @@ inf_backoff(struct informer *inf, const struct informer_result *r,
 	return (delay);
 }
 
+/*
+ * The delay before the relist a 410 (the watch's resourceVersion was
+ * compacted away) asks for: none, unless 410s come one after another, when
+ * they back off on their own schedule, so that a server that keeps sending
+ * them cannot make us spin.  Other failures do not delay it: after an
+ * outage, the 410 from a server that is back (with a newer history) is the
+ * first sign of it, and the relist is what brings the table up to date.
+ */
+static long long
+inf_expired_delay(struct informer *inf, long long now_ms)
+{
+	if (backoff_quiet(&inf->expired, now_ms)) {
+		backoff_next(&inf->expired, now_ms, 0);
+		return (0);
+	}
+	return (backoff_next(&inf->expired, now_ms, inf_rand(inf)));
+}
+
 /* What went wrong with a request, in one phrase, for the log. */
 static void
 inf_describe(struct informer *inf, const struct informer_result *r,
@@ -1077,15 +1097,10 @@ inf_stream_ended(struct informer *inf, const struct informer_result *r,
 		if (inf->stop_code == 410) {
 			/*
 			 * The resourceVersion was compacted away.  Relist
-			 * with it at once (not older than: served from the
-			 * watch cache); repeated 410s back off, so that a
-			 * server that keeps sending them cannot make us spin.
+			 * with it (not older than: served from the watch
+			 * cache).
 			 */
-			delay = backoff_quiet(&inf->backoff, now_ms) ? 0 : -1;
-			if (delay == 0)
-				backoff_next(&inf->backoff, now_ms, 0);
-			else
-				delay = inf_backoff(inf, NULL, now_ms);
+			delay = inf_expired_delay(inf, now_ms);
 			log_info("%s: watch from resourceVersion %s expired "
 			    "(410 %s); relisting in %.1f s", inf->name, rv,
 			    inf->stop_msg, (double)delay / 1000);
@@ -1121,11 +1136,20 @@ inf_stream_ended(struct informer *inf, const struct informer_result *r,
 		inf->line_len = 0;
 	}
 	if (inf->events > 0 || ran >= INFORMER_SHORT_WATCH_MS) {
-		/* The normal end (timeoutSeconds), or a reset: no relist. */
-		log_v(2, "%s: watch ended after %lld ms and %zu events%s%s; "
-		    "watching again from resourceVersion %s", inf->name, ran,
-		    inf->events, r->error != NULL ? ": " : "",
-		    r->error != NULL ? r->error : "", rv);
+		/*
+		 * The normal end (timeoutSeconds), or a broken stream (a
+		 * reset, a dead peer, a stall): no relist, since the
+		 * resourceVersion is still good.  Only the broken one is
+		 * worth a warning.
+		 */
+		if (r->error != NULL)
+			log_warnx("%s: watch broken after %lld ms and %zu "
+			    "events: %s; watching again from resourceVersion "
+			    "%s", inf->name, ran, inf->events, r->error, rv);
+		else
+			log_v(2, "%s: watch ended after %lld ms and %zu "
+			    "events; watching again from resourceVersion %s",
+			    inf->name, ran, inf->events, rv);
 		inf_next(next, INFORMER_WATCH, 0);
 		return;
 	}
@@ -1163,7 +1187,7 @@ inf_watch_done(struct informer *inf, const struct informer_result *r,
 		return;
 	}
 	if (code == 410) {
-		delay = inf_backoff(inf, r, now_ms);
+		delay = inf_expired_delay(inf, now_ms);
 		log_info("%s: watch: %s; relisting in %.1f s", inf->name, desc,
 		    (double)delay / 1000);
 		inf_next(next, INFORMER_LIST, delay);

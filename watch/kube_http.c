@@ -9,11 +9,23 @@
  * (file or blob), tls-server-name through CURLOPT_CONNECT_TO, a bearer
  * token taken fresh from the credential cache for every request, HTTP/2
  * when the server offers it (both watches then share one connection),
- * gzip, JSON, TCP keepalive.  A 401 makes the credential cache re-read the
- * token file.  What the bytes mean is watch/informer.c's business.
+ * gzip, JSON, TLS 1.2 or newer (client-go's minimum).  It also owns the
+ * liveness of a transfer: a dead peer (a black-holed connection) is
+ * dropped by TCP keepalive and TCP_USER_TIMEOUT within
+ * KUBE_HTTP_DEAD_PEER_S, and a live peer that sends nothing by the
+ * request's idle bound (stall_s).  Errors name the server and, where the
+ * cause is a usual one, say what it probably is.  A 401 makes the
+ * credential cache re-read the token file.  What the bytes mean is
+ * watch/informer.c's business.
  */
 #include "config.h"
 
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +40,27 @@
 #include "watch/kubeconfig.h"
 
 #define KUBE_HTTP_CONNECT_TIMEOUT_MS	10000
-#define KUBE_HTTP_KEEPIDLE_S		30
-#define KUBE_HTTP_KEEPINTVL_S		15
+/*
+ * A connection whose peer vanished without a FIN or RST (a black hole: a
+ * dead NAT entry, a dropped route) is closed this long after the last
+ * thing it received: keepalive probes start after two thirds of it idle,
+ * one more follows after the last third, and TCP_USER_TIMEOUT closes the
+ * connection when neither is answered (it overrides the probe count, and
+ * covers data sent and not acknowledged too).  30 s + 15 s is what Go
+ * clients get from their HTTP/2 ping (k/k#95981); without the user timeout
+ * Linux would wait for 9 unanswered probes, 30 s + 9 x 15 s.
+ */
+#define KUBE_HTTP_DEAD_PEER_S		45
+/*
+ * The tests cannot wait for minutes: these variables shorten (never
+ * lengthen or disable) the dead-peer bound and the idle bound (stall_s) of
+ * every request that has one.  Seconds; values out of range are ignored
+ * with a warning.
+ */
+#define KUBE_HTTP_ENV_DEAD_PEER		"KUPROXY_TEST_API_DEAD_PEER_S"
+#define KUBE_HTTP_ENV_IDLE		"KUPROXY_TEST_API_IDLE_S"
+#define KUBE_HTTP_MIN_DEAD_PEER_S	3
+#define KUBE_HTTP_MAX_IDLE_CAP_S	600
 
 struct kube_http {
 	struct event_base	*base;
@@ -39,6 +70,8 @@ struct kube_http {
 	char			*base_url;	/* scheme://host[:port][/prefix] */
 	char			*connect_to;	/* for tls-server-name, or NULL */
 	int			 running;
+	long			 dead_peer_s;	/* KUBE_HTTP_DEAD_PEER_S, or shorter */
+	long			 idle_cap_s;	/* caps stall_s; 0: no cap */
 };
 
 /* libevent's view of one socket curl uses. */
@@ -56,12 +89,19 @@ struct kube_http_req {
 	struct kube_http_cb	 cb;
 	char			*token;		/* the one sent, or NULL */
 	bool			 aborted;
+	/* The idle bound: no byte for idle_s ends the transfer. */
+	struct event		*idle_ev;
+	long			 idle_s;
+	long long		 last_data_ms;
 	char			 errbuf[CURL_ERROR_SIZE];
+	char			 why[CURL_ERROR_SIZE + 512];
 };
 
 static void
 kube_http_req_free(struct kube_http_req *req)
 {
+	if (req->idle_ev != NULL)
+		event_free(req->idle_ev);
 	if (req->easy != NULL)
 		curl_easy_cleanup(req->easy);
 	curl_slist_free_all(req->headers);
@@ -72,59 +112,144 @@ kube_http_req_free(struct kube_http_req *req)
 	free(req);
 }
 
+/*
+ * What probably lies behind a transport error, for the usual causes, or
+ * "".  OpenSSL's reason strings are stable enough to sort on; a miss only
+ * loses the hint.
+ */
+static const char *
+kube_http_hint(const struct kube_http *kh, CURLcode code, const char *reason)
+{
+	static char	 buf[512];
+	const char	*ca = kh->creds->origin != NULL ? kh->creds->origin :
+			    "the configuration";
+
+	if (code == CURLE_PEER_FAILED_VERIFICATION &&
+	    (strstr(reason, "issuer") != NULL ||
+	    strstr(reason, "self-signed") != NULL ||
+	    strstr(reason, "self signed") != NULL)) {
+		/* Say where the CA came from: the usual culprit. */
+		snprintf(buf, sizeof(buf), " (the server's certificate does "
+		    "not verify against the CA of %s)", ca);
+		return (buf);
+	}
+	if (strstr(reason, "wrong version number") != NULL ||
+	    strstr(reason, "packet length too long") != NULL)
+		return (" (the server does not speak TLS there: plain HTTP "
+		    "on an https URL?)");
+	if (strstr(reason, "protocol version") != NULL ||
+	    strstr(reason, "unsupported protocol") != NULL)
+		return (" (the server offers no TLS 1.2 or newer, the oldest "
+		    "kuproxy accepts, as client-go)");
+	if (strstr(reason, "certificate required") != NULL ||
+	    (strstr(reason, "handshake failure") != NULL &&
+	    kh->creds->client_cert_file == NULL &&
+	    kh->creds->client_cert_data == NULL)) {
+		snprintf(buf, sizeof(buf), " (the server wants a client "
+		    "certificate%s)", kh->creds->client_cert_file == NULL &&
+		    kh->creds->client_cert_data == NULL ? ", and the "
+		    "credentials have none" : "");
+		return (buf);
+	}
+	return ("");
+}
+
+/*
+ * The error of a transfer that failed, into req->why: the server, curl's
+ * reason (its error buffer, else the code's text) and a hint.
+ */
+static const char *
+kube_http_describe(struct kube_http_req *req, CURLcode code)
+{
+	const char	*reason;
+
+	reason = req->errbuf[0] != '\0' ? req->errbuf :
+	    curl_easy_strerror(code);
+	/* A long server URL may cut the hint short: still readable. */
+	if (snprintf(req->why, sizeof(req->why), "%s: %s%s",
+	    req->kh->creds->server, reason,
+	    kube_http_hint(req->kh, code, reason)) < 0)
+		return (reason);
+	return (req->why);
+}
+
+/*
+ * req ended with code (curl's, or CURLE_OPERATION_TIMEDOUT for our idle
+ * bound): take it out of the multi handle, tell the owner, free it.
+ */
+static void
+kube_http_finish(struct kube_http *kh, struct kube_http_req *req,
+    CURLcode code)
+{
+	struct kube_http_result	 res;
+	curl_off_t		 ra = 0;
+	const char		*tok;
+
+	memset(&res, 0, sizeof(res));
+	curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &res.status);
+	if (curl_easy_getinfo(req->easy, CURLINFO_RETRY_AFTER, &ra) ==
+	    CURLE_OK && ra > 0)
+		res.retry_after_s = (long)ra;
+	res.curl_code = (int)code;
+	res.aborted = req->aborted;
+	if (code != CURLE_OK)
+		res.error = kube_http_describe(req, code);
+	curl_multi_remove_handle(kh->multi, req->easy);
+	if (res.status == 401) {
+		/*
+		 * The token was revoked or rotated: re-read it now, so that
+		 * the owner can retry at once if it changed.
+		 */
+		kube_creds_token_invalidate(kh->creds);
+		tok = kube_creds_token(kh->creds, clock_mono_ms());
+		res.auth_renewed = tok != NULL && (req->token == NULL ||
+		    strcmp(tok, req->token) != 0);
+	}
+	req->cb.on_done(&res, req->cb.arg);
+	kube_http_req_free(req);
+}
+
 /* Hand every finished transfer to its owner. */
 static void
 kube_http_check_done(struct kube_http *kh)
 {
-	struct kube_http_result	 res;
 	struct kube_http_req	*req;
 	CURLMsg			*msg;
-	CURLcode		 code;
-	curl_off_t		 ra = 0;
-	const char		*tok;
 	char			*priv;
 	int			 left;
 
 	while ((msg = curl_multi_info_read(kh->multi, &left)) != NULL) {
 		if (msg->msg != CURLMSG_DONE)
 			continue;
-		code = msg->data.result;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
 		req = (struct kube_http_req *)(void *)priv;
-		memset(&res, 0, sizeof(res));
-		curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE,
-		    &res.status);
-		if (curl_easy_getinfo(req->easy, CURLINFO_RETRY_AFTER, &ra) ==
-		    CURLE_OK && ra > 0)
-			res.retry_after_s = (long)ra;
-		res.curl_code = (int)code;
-		res.aborted = req->aborted;
-		if (code != CURLE_OK)
-			res.error = req->errbuf[0] != '\0' ? req->errbuf :
-			    curl_easy_strerror(code);
-		if (code == CURLE_PEER_FAILED_VERIFICATION) {
-			/* Say where the CA came from: the usual culprit. */
-			snprintf(req->errbuf + strlen(req->errbuf),
-			    sizeof(req->errbuf) - strlen(req->errbuf),
-			    " (the server's certificate does not verify "
-			    "against the CA of %s)", kh->creds->origin != NULL ?
-			    kh->creds->origin : "the configuration");
-			res.error = req->errbuf;
-		}
-		curl_multi_remove_handle(kh->multi, req->easy);
-		if (res.status == 401) {
-			/*
-			 * The token was revoked or rotated: re-read it now, so
-			 * that the owner can retry at once if it changed.
-			 */
-			kube_creds_token_invalidate(kh->creds);
-			tok = kube_creds_token(kh->creds, clock_mono_ms());
-			res.auth_renewed = tok != NULL && (req->token == NULL ||
-			    strcmp(tok, req->token) != 0);
-		}
-		req->cb.on_done(&res, req->cb.arg);
-		kube_http_req_free(req);
+		kube_http_finish(kh, req, msg->data.result);
 	}
+}
+
+/*
+ * The idle bound of a request: the timer runs from the start and is moved
+ * on lazily (write_cb only notes the time), so a busy transfer costs no
+ * timer operation per chunk.
+ */
+static void
+kube_http_idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct kube_http_req	*req = arg;
+	long long		 left;
+	struct timeval		 tv;
+
+	left = req->idle_s * 1000 - (clock_mono_ms() - req->last_data_ms);
+	if (left > 0) {
+		tv.tv_sec = left / 1000;
+		tv.tv_usec = (left % 1000) * 1000;
+		evtimer_add(req->idle_ev, &tv);
+		return;
+	}
+	snprintf(req->errbuf, sizeof(req->errbuf), "received nothing for "
+	    "%ld s: the connection is up but the server sends nothing",
+	    req->idle_s);
+	kube_http_finish(req->kh, req, CURLE_OPERATION_TIMEDOUT);
 }
 
 static void
@@ -260,6 +385,54 @@ kube_http_parse_server(struct kube_http *kh, char *err, size_t errlen)
 }
 
 /*
+ * A test override from the environment variable name: a number of seconds
+ * in [min, max], or dflt when it is unset (or unusable: then with a
+ * warning).
+ */
+static long
+kube_http_test_bound(const char *name, long min, long max, long dflt)
+{
+	const char	*v = getenv(name);
+	char		*end;
+	long		 n;
+
+	if (v == NULL || *v == '\0')
+		return (dflt);
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno != 0 || *end != '\0' || n < min || n > max) {
+		log_warnx("%s=%s: not a number of seconds from %ld to %ld; "
+		    "ignored", name, v, min, max);
+		return (dflt);
+	}
+	log_warnx("%s=%s: a test override, shortening an API liveness bound "
+	    "to %ld s", name, v, n);
+	return (n);
+}
+
+/*
+ * CURLOPT_SOCKOPTFUNCTION: TCP_USER_TIMEOUT on every connection to the
+ * server, so that a black-holed one is dropped within dead_peer_s (the
+ * keepalive times are set through curl).  A failure costs only the bound,
+ * never the connection.
+ */
+static int
+kube_http_sockopt_cb(void *arg, curl_socket_t fd, curlsocktype purpose)
+{
+#ifdef TCP_USER_TIMEOUT
+	struct kube_http	*kh = arg;
+	unsigned int		 ms = (unsigned int)kh->dead_peer_s * 1000;
+
+	if (purpose == CURLSOCKTYPE_IPCXN && setsockopt(fd, IPPROTO_TCP,
+	    TCP_USER_TIMEOUT, &ms, sizeof(ms)) == -1 && errno != ENOPROTOOPT &&
+	    errno != EOPNOTSUPP)
+		log_debug("API server %s: TCP_USER_TIMEOUT: %s",
+		    kh->creds->server, strerror(errno));
+#endif
+	return (CURL_SOCKOPT_OK);
+}
+
+/*
  * A client for creds->server on base.  Returns NULL with err when the URL
  * is bad or curl cannot be set up.  creds must outlive the client.
  */
@@ -280,6 +453,11 @@ kube_http_new(struct event_base *base, struct kube_creds *creds, char *err,
 	}
 	kh->base = base;
 	kh->creds = creds;
+	kh->dead_peer_s = kube_http_test_bound(KUBE_HTTP_ENV_DEAD_PEER,
+	    KUBE_HTTP_MIN_DEAD_PEER_S, KUBE_HTTP_DEAD_PEER_S,
+	    KUBE_HTTP_DEAD_PEER_S);
+	kh->idle_cap_s = kube_http_test_bound(KUBE_HTTP_ENV_IDLE, 1,
+	    KUBE_HTTP_MAX_IDLE_CAP_S, 0);
 	if (kube_http_parse_server(kh, err, errlen) == -1)
 		goto fail;
 	if ((kh->multi = curl_multi_init()) == NULL ||
@@ -343,6 +521,11 @@ kube_http_tls(struct kube_http_req *req, struct kube_creds *c)
 	CURL	*e = req->easy;
 	int	 bad = 0;
 
+	/*
+	 * client-go's floor (Go's crypto/tls client default), whatever the
+	 * system's OpenSSL configuration would allow.
+	 */
+	curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
 	if (c->insecure) {
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -386,6 +569,8 @@ kube_http_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 	size_t			 n = size * nmemb;
 	long			 status = 0;
 
+	if (req->idle_ev != NULL)
+		req->last_data_ms = clock_mono_ms();
 	curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
 	if (req->cb.on_data(ptr, n, status, req->cb.arg) == -1) {
 		req->aborted = true;
@@ -416,6 +601,20 @@ kube_http_headers(struct kube_http_req *req, const char *token)
 		req->headers = h;
 	}
 	curl_easy_setopt(req->easy, CURLOPT_HTTPHEADER, req->headers);
+	return (0);
+}
+
+/* Arm the idle bound of req: stall_s without a byte ends it. */
+static int
+kube_http_idle_start(struct kube_http_req *req, long stall_s)
+{
+	struct timeval	 tv = { stall_s, 0 };
+
+	req->idle_s = stall_s;
+	req->last_data_ms = clock_mono_ms();
+	if ((req->idle_ev = evtimer_new(req->kh->base, kube_http_idle_cb,
+	    req)) == NULL || evtimer_add(req->idle_ev, &tv) == -1)
+		return (-1);
 	return (0);
 }
 
@@ -453,17 +652,20 @@ kube_http_get(struct kube_http *kh, const char *path_query, long timeout_ms,
 	curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "kuproxy/" PACKAGE_VERSION);
+	/* Two thirds idle, then one probe: see KUBE_HTTP_DEAD_PEER_S. */
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, (long)KUBE_HTTP_KEEPIDLE_S);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, kh->dead_peer_s * 2 / 3);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL,
-	    (long)KUBE_HTTP_KEEPINTVL_S);
+	    kh->dead_peer_s - kh->dead_peer_s * 2 / 3);
+	curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, kube_http_sockopt_cb);
+	curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, kh);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
 	    (long)KUBE_HTTP_CONNECT_TIMEOUT_MS);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
-	if (stall_s > 0) {
-		curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-		curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, stall_s);
-	}
+	if (kh->idle_cap_s > 0 && stall_s > kh->idle_cap_s)
+		stall_s = kh->idle_cap_s;
+	if (stall_s > 0 && kube_http_idle_start(req, stall_s) == -1)
+		goto nomem;
 	if (kube_http_tls(req, kh->creds) == -1) {
 		snprintf(err, errlen, "cannot set up TLS (libcurl too old for "
 		    "in-memory certificates?)");

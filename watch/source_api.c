@@ -9,8 +9,10 @@
  * on both, so that it never starts with services but no endpoints), then
  * at most one table per --iptables-min-sync-period, coalescing the changes
  * in between.  An unreachable server publishes nothing, so the last table
- * stays in force.  Each table is built whole from the caches with
- * svctab_build(), which keeps the identity of unchanged services.
+ * stays in force.  Each table is built from the caches with
+ * svctab_memo_build(), which joins again only the services whose Service
+ * or slices changed and shares the others with the previous table;
+ * Services are decoded once per object (watch/svc_cache.c).
  */
 #include "config.h"
 
@@ -30,8 +32,23 @@
 #include "watch/kube_http.h"
 #include "watch/kubeconfig.h"
 #include "watch/source.h"
+#include "watch/svc_cache.h"
 
 #define SA_N_RESOURCES	2
+/*
+ * A watch that receives nothing for this long is presumed stuck (the
+ * connection is up, the server sends nothing: a hung apiserver, a proxy
+ * that holds the stream) and is ended; the informer watches again from its
+ * resourceVersion, without a relist.  kube-apiserver's watch cache sends a
+ * BOOKMARK about every minute to a watch that allows them (cacher
+ * bookmarkFrequency), so two of them missed is the bound.  A server that
+ * sends no bookmarks (they are optional) costs one extra watch request per
+ * resource every two minutes, nothing more.  client-go has no such bound
+ * and kube-proxy no flag for it: a constant, with a test override in
+ * watch/kube_http.c.  A black-holed connection is noticed sooner, by
+ * kube_http's dead-peer bound.
+ */
+#define SA_WATCH_IDLE_S	120
 
 struct sa_resource {
 	struct source_api	*sa;
@@ -39,6 +56,7 @@ struct sa_resource {
 	struct kube_http_req	*req;
 	enum informer_step	 step;
 	struct event		*ev_next;	/* the next request, delayed */
+	bool			 unreachable;	/* waiting: the server was not */
 };
 
 struct source_api {
@@ -53,13 +71,41 @@ struct source_api {
 	bool			 publish_pending;
 	long long		 last_publish_ms;
 	struct svctab		*current;	/* last published, our ref */
+	struct svc_cache	*specs;		/* decoded Services, by object */
+	struct svctab_memo	*memo;		/* what current was joined from */
 };
 
-/* What one table build collects: the slices stay the informer's. */
+/*
+ * What one table build collects, all borrowed: the specs from sa->specs,
+ * the slices from the informer.  svctab_memo_build() joins again only the
+ * services whose spec or slices changed since the last table.
+ */
 struct sa_batch {
-	struct svctab_builder	build;
-	bool			failed;
+	struct source_api	 *sa;
+	struct svc		**specs;
+	size_t			  n_specs, cap_specs;
+	struct slice		**slices;
+	size_t			  n_slices, cap_slices;
+	bool			  failed;
 };
+
+/* Append p to *v (n used, cap allocated); -1 (ENOMEM). */
+static int
+sa_append(void ***v, size_t *n, size_t *cap, void *p)
+{
+	void	**nv;
+	size_t	  ncap;
+
+	if (*n == *cap) {
+		ncap = *cap == 0 ? 256 : *cap * 2;
+		if ((nv = reallocarray(*v, ncap, sizeof(*nv))) == NULL)
+			return (-1);
+		*v = nv;
+		*cap = ncap;
+	}
+	(*v)[(*n)++] = p;
+	return (0);
+}
 
 static void	sa_run(struct sa_resource *);
 
@@ -72,11 +118,13 @@ sa_collect_service(const char *key, json_object *obj, struct slice *sl,
 	char		 err[1024];
 
 	/* The informer decoded it once already; this cannot fail but OOM. */
-	if ((svc = decode_service(obj, err, sizeof(err))) == NULL) {
+	if ((svc = svc_cache_get(b->sa->specs, obj, err, sizeof(err))) ==
+	    NULL) {
 		log_warnx("services: %s; skipped", err);
 		return;
 	}
-	if (svctab_builder_add_svc(&b->build, svc) == -1)
+	if (sa_append((void ***)&b->specs, &b->n_specs, &b->cap_specs,
+	    svc) == -1)
 		b->failed = true;
 }
 
@@ -88,7 +136,8 @@ sa_collect_slice(const char *key, json_object *obj, struct slice *sl,
 
 	if (sl == NULL)
 		return;
-	if (svctab_builder_add_slice(&b->build, sl) == -1)
+	if (sa_append((void ***)&b->slices, &b->n_slices, &b->cap_slices,
+	    sl) == -1)
 		b->failed = true;
 }
 
@@ -101,6 +150,7 @@ sa_publish(struct source_api *sa)
 	struct svctab_stats	 st;
 
 	memset(&b, 0, sizeof(b));
+	b.sa = sa;
 	informer_walk(sa->res[INFORMER_SERVICES].inf, sa_collect_service, &b);
 	informer_walk(sa->res[INFORMER_ENDPOINT_SLICES].inf, sa_collect_slice,
 	    &b);
@@ -109,7 +159,8 @@ sa_publish(struct source_api *sa)
 		    "the last table stays in force");
 		goto out;
 	}
-	tab = svctab_builder_build(&b.build, sa->current);
+	tab = svctab_memo_build(sa->memo, b.specs, b.n_specs, b.slices,
+	    b.n_slices);
 	if (tab == NULL) {
 		log_warnx("api: out of memory building the service table; "
 		    "the last table stays in force");
@@ -128,7 +179,11 @@ sa_publish(struct source_api *sa)
 	sa->current = svctab_ref(tab);
 	sa->cb(tab, sa->arg);
  out:
-	svctab_builder_clear(&b.build);
+	/* Drop the specs of Services gone (the memo keeps its own refs). */
+	if (!b.failed)
+		svc_cache_sweep(sa->specs);
+	free(b.specs);
+	free(b.slices);
 }
 
 static void
@@ -183,6 +238,31 @@ sa_schedule(struct sa_resource *r, const struct informer_next *next)
 	evtimer_add(r->ev_next, &tv);
 }
 
+/*
+ * The server answered a request: a resource that waits because it could
+ * not reach the server retries now, rather than at the end of a back-off
+ * that grew through the outage (its informer's back-off state stays as it
+ * is).  The two informers reach the same server: once one is through, so
+ * is the other, and a change in its resource is applied at once.
+ */
+static void
+sa_server_answers(struct source_api *sa)
+{
+	struct informer_next	 now;
+	size_t			 i;
+
+	for (i = 0; i < SA_N_RESOURCES; i++) {
+		if (!sa->res[i].unreachable || sa->res[i].req != NULL)
+			continue;
+		sa->res[i].unreachable = false;
+		log_v(2, "%s: the API server answers again; retrying now",
+		    informer_name(sa->res[i].inf));
+		now.step = sa->res[i].step;
+		now.delay_ms = 0;
+		sa_schedule(&sa->res[i], &now);
+	}
+}
+
 static int
 sa_on_data(const char *buf, size_t len, long status, void *arg)
 {
@@ -205,7 +285,15 @@ sa_on_done(const struct kube_http_result *hr, void *arg)
 	ir.retry_after_s = hr->retry_after_s;
 	ir.auth_renewed = hr->auth_renewed;
 	informer_done(r->inf, &ir, clock_mono_ms(), &next);
+	r->unreachable = hr->status == 0 && next.delay_ms > 0;
 	sa_schedule(r, &next);
+	/*
+	 * A whole answer (not a stream cut short, not a server in trouble,
+	 * 5xx or 429): the server is back.
+	 */
+	if (ir.error == NULL && hr->status >= 200 && hr->status < 500 &&
+	    hr->status != 429)
+		sa_server_answers(r->sa);
 }
 
 /* Make the request the informer asks for. */
@@ -223,6 +311,8 @@ sa_run(struct sa_resource *r)
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}
+	if (r->step == INFORMER_WATCH && req.stall_s == 0)
+		req.stall_s = SA_WATCH_IDLE_S;
 	log_v(3, "%s: GET %s", informer_name(r->inf), req.path);
 	informer_begin(r->inf, r->step, clock_mono_ms());
 	r->req = kube_http_get(r->sa->http, req.path, req.timeout_ms,
@@ -271,7 +361,9 @@ source_api_new(struct event_base *base, const struct conf *conf,
 	sa->min_sync_ms = conf->min_sync_period_ms;
 	if ((sa->http = kube_http_new(base, &sa->creds, err, errlen)) == NULL)
 		goto fail;
-	if ((sa->ev_publish = evtimer_new(base, sa_publish_cb, sa)) == NULL)
+	if ((sa->ev_publish = evtimer_new(base, sa_publish_cb, sa)) == NULL ||
+	    (sa->specs = svc_cache_new()) == NULL ||
+	    (sa->memo = svctab_memo_new()) == NULL)
 		goto nomem;
 	for (i = 0; i < SA_N_RESOURCES; i++) {
 		memset(&ic, 0, sizeof(ic));
@@ -317,6 +409,8 @@ source_api_free(struct source_api *sa)
 		event_free(sa->ev_publish);
 	kube_http_free(sa->http);
 	svctab_unref(sa->current);
+	svctab_memo_free(sa->memo);
+	svc_cache_free(sa->specs);
 	kube_creds_clear(&sa->creds);
 	free(sa);
 }

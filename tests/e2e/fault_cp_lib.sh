@@ -212,3 +212,140 @@ kp_hwm_kb() {
 log_count() {
 	kuproxy_log_since | grep -cE -- "$1"
 }
+
+# kp_metric SAMPLE: the value of one sample, its name and labels written as
+# /metrics prints them (e.g. 'kuproxy_config_reloads_total{result="ok"}'),
+# from the kuproxy in $NS_NODE (metrics on their default address); nothing
+# when it is absent.  The page stays in $T/metrics.out.
+kp_metric() {
+	nsx "$NS_NODE" curl -s --max-time 3 http://127.0.0.1:10249/metrics \
+	    >"$T/metrics.out" 2>/dev/null
+	awk -v s="$1" '$1 == s { print $2 }' "$T/metrics.out"
+}
+
+# kp_reloads_are SUCCESS FAILURE: whether kuproxy_config_reloads_total is
+# at those counts; what it is goes to $T/reloads.
+kp_reloads_are() {
+	_c_ok=$(kp_metric 'kuproxy_config_reloads_total{result="success"}')
+	_c_bad=$(kp_metric 'kuproxy_config_reloads_total{result="failure"}')
+	echo "reloads: success $_c_ok, failure $_c_bad" >"$T/reloads"
+	[ "$_c_ok" = "$1" ] && [ "$_c_bad" = "$2" ]
+}
+
+# cp_fault_certs: after cp_init, the certificates of the TLS fault tests
+# next to the others in $T/certs (tests/fakeapi/README.md, --fault-certs):
+# expired.crt, wrong-name.crt, client-ca.crt, client.crt and client.key.
+cp_fault_certs() {
+	"$KPT_PYTHON" -c 'import sys; sys.path.insert(0, sys.argv[1])
+import fakeapi; fakeapi.gen_fault_certs(sys.argv[2])' \
+	    "$(dirname "$FAKEAPI")" "$T/certs" >"$T/gen-certs.log" 2>&1 ||
+	    e2e_error "fakeapi.gen_fault_certs failed: $(cat "$T/gen-certs.log")"
+}
+
+# kp_healthz: the HTTP status of /healthz from the kuproxy in $NS_NODE (on
+# its default address); 000 when nothing answers.
+kp_healthz() {
+	nsx "$NS_NODE" curl -s -o /dev/null -w '%{http_code}' --max-time 3 \
+	    http://127.0.0.1:10256/healthz
+}
+
+# retries_check MIN ERE: kuproxy's failed API requests since the mark, the
+# lines "INFORMER: list failed|watch|watch failed: ... ERE ...; retrying in
+# D s" (or "relisting in D s"), must show, for each informer, at least MIN
+# attempts, with delays that grow (exponential back-off, as long as it is
+# below its cap) and are honoured: the time between two attempts is at
+# least the delay logged with the first and at most 1 s more.  Says what
+# it saw (to stdout, $T/retries) or fails.
+retries_check() {
+	kuproxy_log_since >"$T/retries.log"
+	"$KPT_PYTHON" - "$1" "$2" "$T/retries.log" >"$T/retries" 2>&1 <<'PY'
+import re, sys
+want, ere, path = int(sys.argv[1]), re.compile(sys.argv[2]), sys.argv[3]
+line_re = re.compile(r"^\S+ (\d+):(\d+):([\d.]+) .*?\] (services|endpointslices):"
+                     r" (?:list failed|watch|watch failed): (.*); "
+                     r"(?:retrying|relisting) in ([\d.]+) s")
+seen = {}
+for line in open(path, errors="replace"):
+    m = line_re.match(line)
+    if not m or not ere.search(m.group(5)):
+        continue
+    t = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+    seen.setdefault(m.group(4), []).append((t, float(m.group(6))))
+bad = []
+out = []
+for inf in ("services", "endpointslices"):
+    a = seen.get(inf, [])
+    if len(a) < want:
+        bad.append("%s: %d attempts, want %d" % (inf, len(a), want))
+        continue
+    gaps = [b[0] - p[0] for p, b in zip(a, a[1:])]
+    for i, ((t, d), g) in enumerate(zip(a, gaps)):
+        if not d - 0.06 <= g <= d + 1.0:   # d is rounded to 0.1 s
+            bad.append("%s: attempt %d came %.2f s after the one before, "
+                       "which said %.1f s" % (inf, i + 2, g, d))
+    for (t0, d0), (t1, d1) in zip(a, a[1:]):
+        # Delays are logged to 0.1 s: equal may be rounding.
+        if d1 < d0 and d0 < 30:
+            bad.append("%s: back-off did not grow: %.1f s then %.1f s"
+                       % (inf, d0, d1))
+    out.append("%s: %d attempts, gaps %s s" % (
+        inf, len(a), " ".join("%.2f" % g for g in gaps)))
+print("; ".join(out))
+for b in bad:
+    print("FAIL: " + b)
+sys.exit(1 if bad else 0)
+PY
+	_c_rc=$?
+	cat "$T/retries"
+	[ "$_c_rc" = 0 ] || fail "back-off: $(grep FAIL "$T/retries")"
+}
+
+# probe_start_at NS ADDR:PORT: probe_start's probe from another namespace
+# to any address, e.g. a ClusterIP through kuproxy's portal rules;
+# probe_stop ends it the same way.
+probe_start_at() {
+	rm -f "$T/probe.stop" "$T/probe.all"
+	(
+		while [ ! -e "$T/probe.stop" ]; do
+			client "$1" --connect "$2" --count 3 --timeout 2 \
+			    >>"$T/probe.all" 2>&1
+			sleep 0.1
+		done
+	) &
+	PROBE_PID=$!
+	E2E_PIDS="$E2E_PIDS $PROBE_PID"
+}
+
+# probe_start_timed PORT SECONDS: probe_start with a client timeout of
+# SECONDS instead of 2, each answer followed by its time ("NAME 12.3ms"),
+# for a fault that is expected to slow connections down rather than fail
+# them.  probe_stop gives the verdict; probe_slowest_ms the slowest one.
+probe_start_timed() {
+	rm -f "$T/probe.stop" "$T/probe.all"
+	(
+		while [ ! -e "$T/probe.stop" ]; do
+			client "$NS_NODE" --connect "127.0.0.1:$1" --count 3 \
+			    --timeout "$2" --show-ms >>"$T/probe.all" 2>&1
+			sleep 0.1
+		done
+	) &
+	PROBE_PID=$!
+	E2E_PIDS="$E2E_PIDS $PROBE_PID"
+}
+
+# The slowest connection probe_start_timed saw, in whole milliseconds.
+probe_slowest_ms() {
+	awk '{ v = $3 + 0; if (v > m) m = v } END { printf "%d\n", m }' \
+	    "$T/probe.all"
+}
+
+# cp_mem_bound KB: a bound on RSS growth for this build: KB, or three
+# times KB when kuproxy is built with AddressSanitizer, whose redzones and
+# quarantine (freed blocks kept mapped) add to every allocation.
+cp_mem_bound() {
+	if grep -qa __asan_init "$KUPROXY_BIN" 2>/dev/null; then
+		echo $(($1 * 3))
+	else
+		echo "$1"
+	fi
+}

@@ -39,6 +39,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+import warnings
 import zlib
 
 # --------------------------------------------------------------------------
@@ -1012,6 +1013,7 @@ class State:
         self.requests = []
         self.open_watches = {}
         self.tokens_seen = []
+        self.connections = []
         self.verbose = args.verbose
         self.started = time.monotonic()
 
@@ -1039,6 +1041,15 @@ class State:
             if tok is not None and tok not in self.tokens_seen:
                 self.tokens_seen.append(tok)
 
+    def log_connection(self, tls, error):
+        """An API connection was accepted: its TLS version (None for plain
+        HTTP or a failed handshake) and the handshake's error, if any."""
+        with self.lock:
+            self.connections.append({
+                "index": len(self.connections),
+                "mono": time.monotonic() - self.started,
+                "tls": tls, "error": error})
+
     def watch_opened(self, resource, delta):
         with self.lock:
             self.open_watches[resource] = (
@@ -1061,6 +1072,7 @@ class State:
                     "counts": counts,
                     "open_watches": dict(self.open_watches),
                     "tokens_seen": list(self.tokens_seen),
+                    "connections": copy.deepcopy(self.connections),
                     "requests": copy.deepcopy(reqs)}
 
 
@@ -1151,11 +1163,45 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
     # -- plumbing
 
     def setup(self):
-        ctx = self.server.ssl_context
+        srv = self.server
+        ctx = srv.ssl_context
         if ctx is not None:
             self.request.settimeout(10)
-            self.request = ctx.wrap_socket(self.request, server_side=True)
+            self.request = ctx.wrap_socket(self.request, server_side=True,
+                                           do_handshake_on_connect=False)
+            try:
+                self.request.do_handshake()
+            except (ssl.SSLError, OSError) as e:
+                srv.state.log_connection(None, str(e))
+                self.linger(self.request)
+                raise
+            srv.state.log_connection(self.request.version(), None)
+        else:
+            srv.state.log_connection(None, None)
+        srv.track(self, True)
         super().setup()
+
+    def finish(self):
+        self.server.track(self, False)
+        super().finish()
+
+    @staticmethod
+    def linger(sock):
+        """Close after a failed handshake as nginx's lingering close does:
+        FIN first, then read what the client still sends (for up to 1 s),
+        so that the client reads our alert instead of a reset.  With TLS
+        1.3 a client learns that its certificate was missing only after it
+        sent its request."""
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_WR)
+            sock.settimeout(1)
+            deadline = time.monotonic() + 1
+            while (time.monotonic() < deadline
+                   and socket.socket.recv(sock, 4096)):
+                pass
+        except OSError:
+            pass
+        sock.close()
 
     def log_message(self, fmt, *args):
         if self.server.state.verbose:
@@ -1875,8 +1921,35 @@ class ApiServer(http.server.ThreadingHTTPServer):
         if ":" in addr[0]:
             self.address_family = socket.AF_INET6
         self.state = state
+        # What new connections get; /control/tls changes it.
         self.ssl_context = ssl_context
+        self.live = set()
+        self.live_lock = threading.Lock()
         super().__init__(addr, ApiHandler)
+
+    def track(self, handler, live):
+        with self.live_lock:
+            if live:
+                self.live.add(handler)
+            else:
+                self.live.discard(handler)
+
+    def close_all(self):
+        """Shut down every open API connection, watches and idle
+        keep-alive ones alike, so that the client's next request opens a
+        new one.  Returns how many."""
+        with self.live_lock:
+            conns = [h.connection for h in self.live]
+        n = 0
+        for c in conns:
+            try:
+                # The socket's own shutdown: SSLSocket.shutdown would drop
+                # its SSL object under the handler thread's feet.
+                socket.socket.shutdown(c, socket.SHUT_RDWR)
+                n += 1
+            except OSError:
+                pass
+        return n
 
     def handle_error(self, request, client_address):
         exc = sys.exc_info()[1]
@@ -2126,6 +2199,30 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
         self.state.bookmark_interval = float(spec["interval"])
         self.reply(200, {"interval": self.state.bookmark_interval})
 
+    def c_post_tls(self, rest, params):
+        """What the API port serves from now on: see README.md.  Every
+        open API connection is closed."""
+        spec = self.json_body()
+        owner = self.server.owner
+        if spec.get("plain"):
+            ctx = None
+        elif not any(k in spec for k in ("cert", "key", "client_ca",
+                                         "max_version")):
+            ctx = owner.start_ssl_context
+        else:
+            a = owner.args
+            cert = spec.get("cert", a.tls_cert)
+            key = spec.get("key", a.tls_key)
+            if not cert or not key:
+                raise ValueError("cert and key: the server started "
+                                 "without TLS")
+            ctx = tls_context(cert, key, spec.get("client_ca"),
+                              spec.get("max_version"))
+        owner.api.ssl_context = ctx
+        closed = owner.api.close_all()
+        self.reply(200, {"scheme": "https" if ctx else "http",
+                         "closed": closed})
+
     def c_post_tokens(self, rest, params):
         """Replace the token file's content (one token a line)."""
         spec = self.json_body()
@@ -2149,6 +2246,7 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
         with self.state.lock:
             self.state.requests = []
             self.state.tokens_seen = []
+            self.state.connections = []
         self.reply(200, {"ok": True})
 
     def c_get_wait(self, rest, params):
@@ -2165,11 +2263,16 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
                 ok = ok and have >= int(params["open_watches"])
             if "requests" in params:
                 ok = ok and len(s["requests"]) >= int(params["requests"])
+            if "connections" in params:
+                ok = ok and len(s["connections"]) >= int(
+                    params["connections"])
             if ok:
                 s.pop("requests")
+                s.pop("connections")
                 return self.reply(200, s)
             if time.monotonic() >= deadline:
                 s.pop("requests")
+                s.pop("connections")
                 return self.reply(408, s)
             time.sleep(0.02)
 
@@ -2241,6 +2344,56 @@ def gen_certs(d, hosts=()):
         "server_key": os.path.join(d, "server.key")}
 
 
+def gen_fault_certs(d):
+    """Create in d, next to what gen_certs(d) made, certificates for TLS
+    fault tests: expired.crt (the server's key and names, valid only on
+    2020-01-01), wrong-name.crt (the server's key, signed by ca, but only
+    for DNS:wrong-name.invalid), and client-ca.crt/key with client.crt/key
+    (CN kuproxy, clientAuth) for a server that wants client certificates.
+    Returns their paths by name."""
+    db = os.path.join(d, "ca-db")
+    os.makedirs(db, exist_ok=True)
+    with open(os.path.join(db, "index.txt"), "w"):
+        pass
+    with open(os.path.join(db, "serial"), "w") as f:
+        f.write("1000\n")
+    with open(os.path.join(db, "ca.cnf"), "w") as f:
+        f.write("[ca]\ndefault_ca = fake\n[fake]\n"
+                "database = ca-db/index.txt\nserial = ca-db/serial\n"
+                "new_certs_dir = ca-db\ndefault_md = sha256\n"
+                "policy = any\nunique_subject = no\n"
+                "[any]\ncommonName = supplied\n")
+    # openssl x509 cannot set past dates; openssl ca can.
+    _openssl("ca", "-batch", "-config", "ca-db/ca.cnf", "-cert", "ca.crt",
+             "-keyfile", "ca.key", "-in", "server.csr", "-out",
+             "expired.crt", "-startdate", "20200101000000Z", "-enddate",
+             "20200102000000Z", "-extfile", "server.ext", "-notext", cwd=d)
+    with open(os.path.join(d, "wrong-name.ext"), "w") as f:
+        f.write("basicConstraints=CA:FALSE\n"
+                "keyUsage=critical,digitalSignature,keyEncipherment\n"
+                "extendedKeyUsage=serverAuth\n"
+                "subjectAltName=DNS:wrong-name.invalid\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt",
+             "-CAkey", "ca.key", "-CAcreateserial", "-days", "7",
+             "-extfile", "wrong-name.ext", "-out", "wrong-name.crt", cwd=d)
+    _make_ca(d, "client-ca", "fakeapi-client-ca")
+    with open(os.path.join(d, "client.ext"), "w") as f:
+        f.write("basicConstraints=CA:FALSE\n"
+                "keyUsage=critical,digitalSignature\n"
+                "extendedKeyUsage=clientAuth\n")
+    _openssl("req", "-newkey", "ec", "-pkeyopt",
+             "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+             "client.key", "-out", "client.csr", "-subj", "/CN=kuproxy",
+             cwd=d)
+    _openssl("x509", "-req", "-in", "client.csr", "-CA", "client-ca.crt",
+             "-CAkey", "client-ca.key", "-CAcreateserial", "-days", "7",
+             "-extfile", "client.ext", "-out", "client.crt", cwd=d)
+    return {n: os.path.join(d, f) for n, f in (
+        ("expired", "expired.crt"), ("wrong_name", "wrong-name.crt"),
+        ("client_ca", "client-ca.crt"), ("client", "client.crt"),
+        ("client_key", "client.key"))}
+
+
 def _yaml_str(s):
     """A YAML scalar for s (JSON strings are valid YAML)."""
     return json.dumps(s)
@@ -2286,6 +2439,35 @@ def write_atomically(path, text):
 # --------------------------------------------------------------------------
 # Main
 
+TLS_VERSIONS = {"TLSv1": "TLSv1", "TLSv1.1": "TLSv1_1", "TLSv1.2": "TLSv1_2",
+                "TLSv1.3": "TLSv1_3"}
+
+
+def tls_context(cert, key, client_ca=None, max_version=None):
+    """A server context: HTTP/1.1 through ALPN; with client_ca, a client
+    certificate signed by it is required; with max_version ("TLSv1" ...
+    "TLSv1.3"), nothing newer is offered, and legacy versions are allowed
+    down to TLS 1.0 (OpenSSL 3 refuses them at its default security
+    level)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["http/1.1"])
+    if client_ca:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(client_ca)
+    if max_version:
+        if max_version not in TLS_VERSIONS:
+            raise ValueError("max_version: one of %s"
+                             % ", ".join(TLS_VERSIONS))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
+            ctx.maximum_version = getattr(ssl.TLSVersion,
+                                          TLS_VERSIONS[max_version])
+    return ctx
+
+
 class FakeApi:
     """Both servers and their threads."""
 
@@ -2294,9 +2476,8 @@ class FakeApi:
         self.state = State(args)
         ctx = None
         if args.tls_cert:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(args.tls_cert, args.tls_key)
-            ctx.set_alpn_protocols(["http/1.1"])
+            ctx = tls_context(args.tls_cert, args.tls_key)
+        self.start_ssl_context = ctx
         self.scheme = "https" if ctx else "http"
         self.api = ApiServer((args.listen, args.port), self.state, ctx)
         self.control = ControlServer(("127.0.0.1", args.control_port),
@@ -2404,6 +2585,9 @@ def parse_args(argv):
                    "exit")
     p.add_argument("--cert-host", action="append", default=[],
                    help="extra SAN (name or IP) for --gen-certs")
+    p.add_argument("--fault-certs", action="store_true",
+                   help="with --gen-certs: also expired, wrong-name and "
+                   "client certificates")
     args = p.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         p.error("--tls-cert and --tls-key go together")
@@ -2416,6 +2600,8 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.gen_certs:
         gen_certs(args.gen_certs, args.cert_host)
+        if args.fault_certs:
+            gen_fault_certs(args.gen_certs)
         return 0
     fake = FakeApi(args)
     fake.load_objects(args.objects)

@@ -930,5 +930,103 @@ class TestTLS(unittest.TestCase):
             self.assertEqual(base64.b64decode(data), f.read())
 
 
+
+class TestTLSFaults(unittest.TestCase):
+    """POST /control/tls: what the API port serves changes at once, for new
+    connections, and every open one is closed."""
+
+    @classmethod
+    def setUpClass(cls):
+        if shutil.which("openssl") is None:
+            raise unittest.SkipTest("no openssl")
+        cls.tmp = tempfile.mkdtemp(prefix="fakeapi-tlsfault.")
+        d = os.path.join(cls.tmp, "certs")
+        cls.certs = fakeapi.gen_certs(d, ["localhost"])
+        cls.certs.update(fakeapi.gen_fault_certs(d))
+        cls.s = Server(cls.tmp, tls=cls.certs)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def tearDown(self):
+        self.assertEqual(self.s.ctl("POST", "/control/tls", {})[0], 200)
+
+    def tls(self, spec):
+        code, out = self.s.ctl("POST", "/control/tls", spec)
+        self.assertEqual(code, 200, out)
+        return out
+
+    def handshake(self, ctx, name="localhost"):
+        """Handshake and one GET /version; the response's status."""
+        with socket.create_connection(("127.0.0.1", self.s.port),
+                                      timeout=TIMEOUT) as sock:
+            with ctx.wrap_socket(sock, server_hostname=name) as t:
+                t.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n"
+                          b"Connection: close\r\n\r\n")
+                return int(t.recv(4096).split()[1])
+
+    def test_expired_and_wrong_name(self):
+        w = self.s.watch("/api/v1/nodes?watch=1")
+        self.s.wait_watches(1, "nodes")
+        self.assertGreaterEqual(self.tls({"cert": self.certs["expired"]})
+                                ["closed"], 1)
+        with self.assertRaises(EOFError):
+            while True:
+                w.read_chunk()
+        w.close()
+        ctx = ssl.create_default_context(cafile=self.certs["ca"])
+        with self.assertRaisesRegex(ssl.SSLCertVerificationError,
+                                    "expired"):
+            self.handshake(ctx)
+        self.tls({"cert": self.certs["wrong_name"]})
+        with self.assertRaisesRegex(ssl.SSLCertVerificationError,
+                                    "match|mismatch"):
+            self.handshake(ctx)
+        self.assertEqual(self.handshake(ctx, "wrong-name.invalid"), 200)
+
+    def test_client_certificate_required(self):
+        self.tls({"client_ca": self.certs["client_ca"]})
+        ctx = ssl.create_default_context(cafile=self.certs["ca"])
+        with self.assertRaises((ssl.SSLError, ConnectionError)):
+            self.handshake(ctx)
+        ctx.load_cert_chain(self.certs["client"], self.certs["client_key"])
+        self.assertEqual(self.handshake(ctx), 200)
+
+    def test_tls_1_0_only(self):
+        self.tls({"max_version": "TLSv1"})
+        ctx = ssl.create_default_context(cafile=self.certs["ca"])
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        with self.assertRaises(ssl.SSLError):
+            self.handshake(ctx)
+        stats = self.s.stats()
+        self.assertIn("unsupported protocol",
+                      stats["connections"][-1]["error"].lower())
+
+    def test_plain_http_and_back(self):
+        out = self.tls({"plain": True})
+        self.assertEqual(out["scheme"], "http")
+        conn = http.client.HTTPConnection("127.0.0.1", self.s.port,
+                                          timeout=TIMEOUT)
+        conn.request("GET", "/version")
+        self.assertEqual(conn.getresponse().status, 200)
+        conn.close()
+        self.assertEqual(self.tls({})["scheme"], "https")
+        self.assertEqual(self.s.get("/version")[0], 200)
+
+    def test_connections_log_and_wait(self):
+        self.assertEqual(self.s.ctl("POST", "/control/stats/reset")[0], 200)
+        self.assertEqual(self.s.stats()["connections"], [])
+        self.assertEqual(self.s.get("/version")[0], 200)
+        code, _ = self.s.ctl("GET", "/control/wait?connections=1&timeout=5")
+        self.assertEqual(code, 200)
+        c = self.s.stats()["connections"]
+        self.assertEqual(len(c), 1)
+        self.assertTrue(c[0]["tls"].startswith("TLSv1."))
+        self.assertIsNone(c[0]["error"])
+        self.assertGreater(c[0]["mono"], 0)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -366,3 +366,84 @@ Test(yamljson, big_json_file_parses_whole)
 	json_object_put(docs);
 	free(buf);
 }
+
+/* Splitting a JSON list into its items. */
+
+Test(yamljson, split_list_gives_head_and_item_spans)
+{
+	const char		*text = "\xef\xbb\xbf { \"kind\": \"List\", "
+				    "\"items\": [ {\"a\": \"x]}\\\"\"} ,\n"
+				    "[1, {\"b\": 2}], \"s\" ],"
+				    " \"metadata\": {\"rv\": \"1\"} }\n";
+	struct yamljson_list	 l;
+	json_object		*o, *v;
+
+	cr_assert_eq(yamljson_split_list(text, strlen(text), &l), 0);
+	cr_assert_eq(l.n_items, 3);
+	cr_assert_eq(l.item_lens[0], strlen("{\"a\": \"x]}\\\"\"}"));
+	cr_assert_eq(strncmp(l.items[1], "[1, {\"b\": 2}]", l.item_lens[1]),
+	    0);
+	cr_assert_eq(strncmp(l.items[2], "\"s\"", l.item_lens[2]), 0);
+	cr_assert(json_object_object_get_ex(l.head, "metadata", NULL));
+	cr_assert(json_object_object_get_ex(l.head, "items", &v));
+	cr_assert_eq(json_object_array_length(v), 0, "items cut out");
+	o = yamljson_list_item(&l, 0);
+	cr_assert_not_null(o);
+	cr_assert(json_object_object_get_ex(o, "a", &v));
+	cr_assert_str_eq(json_object_get_string(v), "x]}\"");
+	json_object_put(o);
+	yamljson_list_clear(&l);
+}
+
+Test(yamljson, split_list_without_items_and_empty_items)
+{
+	struct yamljson_list	 l;
+	const char		*none = "{\"kind\": \"List\"}";
+	const char		*empty = "{\"items\": [ ], \"kind\": \"List\"}";
+
+	cr_assert_eq(yamljson_split_list(none, strlen(none), &l), 0);
+	cr_assert_eq(l.n_items, 0);
+	yamljson_list_clear(&l);
+	cr_assert_eq(yamljson_split_list(empty, strlen(empty), &l), 0);
+	cr_assert_eq(l.n_items, 0);
+	yamljson_list_clear(&l);
+}
+
+Test(yamljson, split_list_refuses_what_the_plain_parser_must_judge)
+{
+	static const char	*bad[] = {
+		"[{\"kind\": \"List\"}]",			/* not an object */
+		"kind: List\nitems: []\n",			/* YAML */
+		"{\"items\": [{\"a\": 1}, ]}",			/* trailing comma */
+		"{\"items\": [{\"a\": 1}}",			/* unclosed */
+		"{\"items\": [], \"items\": []}",		/* twice */
+		"{\"items\": [1]} {\"items\": []}",		/* two texts */
+		"{\"it\\u0065ms\": [1], \"kind\": \"List\"}",	/* escaped key */
+		"{\"items\": [{\"a\": \"unterminated}]}",
+	};
+	struct yamljson_list	 l;
+	size_t			 i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_eq(yamljson_split_list(bad[i], strlen(bad[i]), &l),
+		    -1, "%s", bad[i]);
+		cr_assert_eq(l.n_items, 0);
+		cr_assert_null(l.head);
+	}
+}
+
+Test(yamljson, list_item_that_is_not_valid_json_is_null)
+{
+	const char		*text = "{\"items\": [{\"a\": tru}, {\"b\": 1}]}";
+	struct yamljson_list	 l;
+	json_object		*o;
+
+	cr_assert_eq(yamljson_split_list(text, strlen(text), &l), 0);
+	cr_assert_eq(l.n_items, 2);
+	cr_assert_null(yamljson_list_item(&l, 0));
+	o = yamljson_list_item(&l, 1);
+	cr_assert_not_null(o, "the tokener is reset between items");
+	json_object_put(o);
+	cr_assert_null(yamljson_list_item(&l, 2));
+	yamljson_list_clear(&l);
+}
