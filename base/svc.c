@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,7 +217,13 @@ svc_endpoint_usable(const struct endpoint *ep)
 struct slice *
 slice_new(void)
 {
-	return calloc(1, sizeof(struct slice));
+	/* One event loop: a plain counter; 2^64 slices never wrap. */
+	static uint64_t	 next_serial;
+	struct slice	*sl;
+
+	if ((sl = calloc(1, sizeof(*sl))) != NULL)
+		sl->serial = ++next_serial;
+	return sl;
 }
 
 void
@@ -717,6 +724,362 @@ svctab_same(const struct svctab *a, const struct svctab *b)
 		    !svc_equal(a->svcs[i], b->svcs[i]))
 			return false;
 	return true;
+}
+
+/* Incremental building. */
+
+/* What one service of the last memo build was made from. */
+struct memo_entry {
+	struct svc	*spec;		/* a reference */
+	struct svc	*built;		/* a reference */
+	size_t		 first;		/* its slice serials in memo->serials */
+	size_t		 n_serials;
+};
+
+struct svctab_memo {
+	struct memo_entry	*entries;	/* sorted by namespace/name */
+	size_t			 n_entries;
+	uint64_t		*serials;
+	size_t			 n_serials;
+	size_t			 n_joined;
+};
+
+struct svctab_memo *
+svctab_memo_new(void)
+{
+	return calloc(1, sizeof(struct svctab_memo));
+}
+
+static void
+memo_entries_free(struct memo_entry *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		svc_unref(v[i].spec);
+		svc_unref(v[i].built);
+	}
+	free(v);
+}
+
+void
+svctab_memo_free(struct svctab_memo *m)
+{
+	if (m == NULL)
+		return;
+	memo_entries_free(m->entries, m->n_entries);
+	free(m->serials);
+	free(m);
+}
+
+size_t
+svctab_memo_n_joined(const struct svctab_memo *m)
+{
+	return m->n_joined;
+}
+
+static int
+ips_copy(struct svc_ip **dst, const struct svc_ip *src, size_t n)
+{
+	*dst = NULL;
+	if (n == 0)
+		return 0;
+	if ((*dst = reallocarray(NULL, n, sizeof(**dst))) == NULL)
+		return -1;
+	memcpy(*dst, src, n * sizeof(**dst));
+	return 0;
+}
+
+/* A deep copy of spec's service and ports, without endpoints. */
+static struct svc *
+svc_copy_spec(const struct svc *spec)
+{
+	struct svc	*s;
+	size_t		 i;
+
+	if ((s = svc_new()) == NULL)
+		return NULL;
+	*s = *spec;
+	s->refcnt = 1;
+	s->namespace = s->name = s->external_name = s->proxy_name = NULL;
+	s->balancer = s->proxy_protocol = NULL;
+	s->external_ips = s->ingress_ips = NULL;
+	s->ports = NULL;
+	s->n_ports = 0;
+	if ((s->namespace = strdup_or_null(spec->namespace)) == NULL ||
+	    (s->name = strdup_or_null(spec->name)) == NULL ||
+	    (spec->external_name != NULL && (s->external_name =
+	    strdup(spec->external_name)) == NULL) ||
+	    (spec->proxy_name != NULL && (s->proxy_name =
+	    strdup(spec->proxy_name)) == NULL) ||
+	    (spec->balancer != NULL && (s->balancer =
+	    strdup(spec->balancer)) == NULL) ||
+	    (spec->proxy_protocol != NULL && (s->proxy_protocol =
+	    strdup(spec->proxy_protocol)) == NULL) ||
+	    ips_copy(&s->external_ips, spec->external_ips,
+	    spec->n_external_ips) == -1 ||
+	    ips_copy(&s->ingress_ips, spec->ingress_ips,
+	    spec->n_ingress_ips) == -1)
+		goto fail;
+	if (spec->n_ports > 0 && (s->ports = calloc(spec->n_ports,
+	    sizeof(*s->ports))) == NULL)
+		goto fail;
+	for (i = 0; i < spec->n_ports; i++) {
+		s->ports[i] = spec->ports[i];
+		s->ports[i].endpoints = NULL;
+		s->ports[i].n_endpoints = 0;
+		if ((s->ports[i].name = strdup(spec->ports[i].name)) == NULL)
+			goto fail;
+		s->n_ports++;
+	}
+	return s;
+fail:
+	svc_unref(s);
+	return NULL;
+}
+
+/* A new svc: spec's copy with endpoints joined from slices[0..n). */
+static struct svc *
+svc_join(const struct svc *spec, struct slice *const *slices, size_t n)
+{
+	struct svc	*s;
+	size_t		 i;
+
+	if ((s = svc_copy_spec(spec)) == NULL)
+		return NULL;
+	for (i = 0; i < s->n_ports; i++)
+		if (svc_port_join(&s->ports[i], n > 0 ? slices : NULL,
+		    n) == -1) {
+			svc_unref(s);
+			return NULL;
+		}
+	return s;
+}
+
+/* Slices sorted by namespace, service name, then serial. */
+static int
+slice_serial_cmp(const void *a, const void *b)
+{
+	const struct slice *x = *(struct slice *const *)a;
+	const struct slice *y = *(struct slice *const *)b;
+	int c;
+
+	if ((c = slice_ptr_cmp(a, b)) != 0)
+		return c;
+	return x->serial < y->serial ? -1 : x->serial > y->serial;
+}
+
+/*
+ * The specs by name, the later of two with one name kept, into *out (a
+ * new array of n_out borrowed pointers).  Sources usually hand them over
+ * sorted already, which costs one pass.
+ */
+static int
+memo_sort_specs(struct svc *const *specs, size_t n, struct svc ***out,
+    size_t *n_out)
+{
+	struct svc_seq	*v;
+	struct svc	**r;
+	size_t		 i, o = 0;
+	bool		 sorted = true;
+
+	*out = NULL;
+	*n_out = 0;
+	if (n == 0)
+		return 0;
+	if ((r = calloc(n, sizeof(*r))) == NULL)
+		return -1;
+	for (i = 1; i < n && sorted; i++)
+		sorted = svc_ptr_cmp(&specs[i - 1], &specs[i]) < 0;
+	if (sorted) {
+		memcpy(r, specs, n * sizeof(*r));
+		*out = r;
+		*n_out = n;
+		return 0;
+	}
+	if ((v = calloc(n, sizeof(*v))) == NULL) {
+		free(r);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		v[i].svc = specs[i];
+		v[i].seq = i;
+	}
+	qsort(v, n, sizeof(*v), svc_seq_cmp);
+	for (i = 0; i < n; i++) {
+		if (i + 1 < n && svc_ptr_cmp(&v[i].svc, &v[i + 1].svc) == 0) {
+			log_warnx("service %s/%s: defined twice, the later "
+			    "definition wins", v[i].svc->namespace,
+			    v[i].svc->name);
+			continue;
+		}
+		r[o++] = v[i].svc;
+	}
+	free(v);
+	*out = r;
+	*n_out = o;
+	return 0;
+}
+
+/* The slices that name a service, sorted by slice_serial_cmp(). */
+static int
+memo_sort_slices(struct slice *const *slices, size_t n, struct slice ***out,
+    size_t *n_out)
+{
+	struct slice	**r;
+	size_t		  i, o = 0;
+	bool		  sorted = true;
+
+	*out = NULL;
+	*n_out = 0;
+	if (n == 0)
+		return 0;
+	if ((r = calloc(n, sizeof(*r))) == NULL)
+		return -1;
+	for (i = 0; i < n; i++)
+		if (slices[i]->service_name != NULL &&
+		    slices[i]->namespace != NULL) {
+			r[o] = slices[i];
+			if (o > 0 && slice_serial_cmp(&r[o - 1], &r[o]) > 0)
+				sorted = false;
+			o++;
+		}
+	if (!sorted)
+		qsort(r, o, sizeof(*r), slice_serial_cmp);
+	*out = r;
+	*n_out = o;
+	return 0;
+}
+
+/* Whether e was built from these very slices. */
+static bool
+memo_same_slices(const struct svctab_memo *m, const struct memo_entry *e,
+    struct slice *const *slices, size_t n)
+{
+	size_t i;
+
+	if (e->n_serials != n)
+		return false;
+	for (i = 0; i < n; i++)
+		if (m->serials[e->first + i] != slices[i]->serial)
+			return false;
+	return true;
+}
+
+/* The same spec: the same object, or one equal in every field. */
+static bool
+memo_same_spec(const struct svc *a, const struct svc *b)
+{
+	size_t i;
+
+	if (a == b)
+		return true;
+	if (!svc_spec_equal(a, b) || a->n_ports != b->n_ports)
+		return false;
+	for (i = 0; i < a->n_ports; i++)
+		if (!svc_port_spec_equal(&a->ports[i], &b->ports[i]))
+			return false;
+	return true;
+}
+
+/*
+ * The joined svc for spec and its slices: the previous one when its inputs
+ * are the same or the join gives an equal result, else the new join.
+ * Returns a new reference, or NULL (ENOMEM).
+ */
+static struct svc *
+memo_join(struct svctab_memo *m, const struct memo_entry *old,
+    struct svc *spec, struct slice *const *slices, size_t n)
+{
+	struct svc *s;
+
+	if (old != NULL && memo_same_spec(old->spec, spec) &&
+	    memo_same_slices(m, old, slices, n))
+		return svc_ref(old->built);
+	if ((s = svc_join(spec, slices, n)) == NULL)
+		return NULL;
+	m->n_joined++;
+	if (old != NULL && svc_equal(old->built, s)) {
+		svc_unref(s);
+		return svc_ref(old->built);
+	}
+	return s;
+}
+
+struct svctab *
+svctab_memo_build(struct svctab_memo *m, struct svc *const *specs,
+    size_t n_specs, struct slice *const *slices, size_t n_slices)
+{
+	struct svctab		 *t = NULL;
+	struct svc		**sv = NULL;
+	struct slice		**sl = NULL;
+	struct memo_entry	 *ne = NULL;
+	uint64_t		 *serials = NULL;
+	size_t			  n_sv, n_sl, i, j = 0, k = 0, n_ser = 0;
+	size_t			  n_joined_before = m->n_joined;
+
+	if (memo_sort_specs(specs, n_specs, &sv, &n_sv) == -1 ||
+	    memo_sort_slices(slices, n_slices, &sl, &n_sl) == -1 ||
+	    (t = calloc(1, sizeof(*t))) == NULL ||
+	    (n_sv > 0 && ((t->svcs = calloc(n_sv, sizeof(*t->svcs))) ==
+	    NULL || (ne = calloc(n_sv, sizeof(*ne))) == NULL)) ||
+	    (n_sl > 0 && (serials = calloc(n_sl, sizeof(*serials))) == NULL))
+		goto fail;
+	t->refcnt = 1;
+	m->n_joined = 0;
+	/* A merge walk over specs, slices and the memo, all sorted alike. */
+	for (i = 0; i < n_sv; i++) {
+		struct svc		*spec = sv[i];
+		const struct memo_entry	*old = NULL;
+		size_t			 first, count = 0, c;
+		int			 cmp = 0;
+
+		while (j < n_sl && svc_name_cmp(sl[j]->namespace,
+		    sl[j]->service_name, spec->namespace, spec->name) < 0)
+			j++;
+		first = j;
+		while (j < n_sl && svc_name_cmp(sl[j]->namespace,
+		    sl[j]->service_name, spec->namespace, spec->name) == 0) {
+			j++;
+			count++;
+		}
+		while (k < m->n_entries && (cmp = svc_ptr_cmp(
+		    &m->entries[k].spec, &spec)) < 0)
+			k++;
+		if (k < m->n_entries && cmp == 0)
+			old = &m->entries[k];
+		for (c = 0; c < spec->n_ports; c++)
+			assert(spec->ports[c].n_endpoints == 0);
+		ne[i].built = memo_join(m, old, spec, sl + first, count);
+		if (ne[i].built == NULL)
+			goto fail;
+		ne[i].spec = svc_ref(spec);
+		ne[i].first = n_ser;
+		ne[i].n_serials = count;
+		for (c = 0; c < count; c++)
+			serials[n_ser++] = sl[first + c]->serial;
+		t->svcs[i] = svc_ref(ne[i].built);
+		t->n_svcs++;
+	}
+	memo_entries_free(m->entries, m->n_entries);
+	free(m->serials);
+	m->entries = ne;
+	m->n_entries = n_sv;
+	m->serials = serials;
+	m->n_serials = n_ser;
+	free(sv);
+	free(sl);
+	return t;
+
+fail:
+	/* Entries not filled are zeroed: svc_unref(NULL) is fine. */
+	memo_entries_free(ne, n_sv);
+	free(serials);
+	free(sv);
+	free(sl);
+	svctab_unref(t);
+	m->n_joined = n_joined_before;
+	return NULL;
 }
 
 /* Diff. */

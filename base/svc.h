@@ -125,6 +125,7 @@ struct slice {
 	size_t			 n_ports;
 	struct endpoint		*endpoints;	/* port is 0 here: ports come from ports[] */
 	size_t			 n_endpoints;
+	uint64_t		 serial;	/* set by slice_new(), never reused */
 };
 
 /* The snapshot: services sorted by namespace/name. */
@@ -205,6 +206,37 @@ struct svctab	*svctab_builder_build(struct svctab_builder *,
 		    const struct svctab *prev);
 /* Free what the builder still holds; it can be used again. */
 void		 svctab_builder_clear(struct svctab_builder *);
+
+/*
+ * Incremental building, for sources that keep their decoded objects between
+ * tables (the file source's per-item cache, the API source's informers).
+ * The memo remembers, for each service of the last table it built, which
+ * spec object and which slices (by serial) its joined svc came from; the
+ * next build joins again only the services whose spec or slices changed
+ * and shares every other one, by reference, with the previous table.
+ */
+struct svctab_memo;
+
+/* An empty memo (the first build joins everything), or NULL (ENOMEM). */
+struct svctab_memo *svctab_memo_new(void);
+/* Drop what the memo holds (NULL is fine); built tables stay valid. */
+void		 svctab_memo_free(struct svctab_memo *);
+/*
+ * Build a table from decoded services (specs: ports without endpoints) and
+ * slices, with svctab_build()'s join and its rule for duplicated names (the
+ * later one wins, with a warning).  Neither specs nor slices are taken
+ * over or changed: the memo takes a reference on each spec it used, and a
+ * spec must not change once passed (decode a new one instead); slices are
+ * only read during the call and remembered by serial.  A service joined
+ * again with the same result keeps the identity of its previous svc.
+ * Returns a table with one reference, or NULL on allocation failure (the
+ * memo is then as it was).
+ */
+struct svctab	*svctab_memo_build(struct svctab_memo *,
+		    struct svc *const *specs, size_t n_specs,
+		    struct slice *const *slices, size_t n_slices);
+/* How many services the last svctab_memo_build() joined anew. */
+size_t		 svctab_memo_n_joined(const struct svctab_memo *);
 
 /* Same services, by identity (svctab_build keeps it) or by value. */
 bool		 svctab_same(const struct svctab *, const struct svctab *);

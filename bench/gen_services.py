@@ -15,8 +15,18 @@
 #   gen_services.py dataplane BACKEND_IP OUT
 #   gen_services.py scale N_SERVICES N_ENDPOINTS OUT [--edit-endpoint]
 #       [--add-service]
+#   gen_services.py api-faults N_SERVICES N_ENDPOINTS OUT
+#   gen_services.py api-object edit-endpoint|add-service|add-slice N_ENDPOINTS OUT
 # --edit-endpoint replaces the last endpoint of service 0 with a new
 # address; --add-service appends one service (svc-new) with its slice.
+#
+# For the API source (tests/fakeapi/fakeapi.py): api-faults writes two
+# list_raw faults that make the next list of services and of
+# endpointslices answer with N services of M endpoints each (the fake
+# server would take minutes to store 10,000 services one by one: it checks
+# each new one against all others), in the same shape as `scale`; api-object
+# writes the object the control interface then PUTs: service 0's slice with
+# its last endpoint moved, or the new service svc-new, or svc-new's slice.
 import json
 import os
 import sys
@@ -105,12 +115,50 @@ def scale(n_svc, n_ep, out, edit_endpoint, add_service):
     dump(items, out)
 
 
+def api_faults(n_svc, n_ep, out):
+    # Lists carry no kind on their items, as the real server's.  {i} is the
+    # item's number and {ip} a distinct address: the service's cluster IP.
+    svc = service("scale", "svc-{i}", "{ip}", [("http", 80, "TCP", 8080)])
+    sl = slice_("scale", "svc-{i}", [("http", 80, "TCP", 8080)],
+                [scale_address(0, e) for e in range(n_ep)])
+    for obj in (svc, sl):
+        del obj["kind"], obj["apiVersion"]
+    faults = [
+        {"type": "list_raw", "resource": "services", "count": 1,
+         "repeat": {"template": json.dumps(svc, separators=(",", ":")),
+                    "count": n_svc}},
+        {"type": "list_raw", "resource": "endpointslices", "count": 1,
+         "repeat": {"template": json.dumps(sl, separators=(",", ":")),
+                    "count": n_svc}},
+    ]
+    with open(out, "w") as f:
+        json.dump(faults, f, separators=(",", ":"))
+
+
+def api_object(what, n_ep, out):
+    ports = [("http", 80, "TCP", 8080)]
+    if what == "edit-endpoint":
+        addrs = [scale_address(0, e) for e in range(n_ep)]
+        addrs[-1] = "127.254.0.1"
+        obj = slice_("scale", "svc-0", ports, addrs)
+    elif what == "add-service":
+        obj = service("scale", "svc-new", "10.200.0.1", ports)
+    else:
+        obj = slice_("scale", "svc-new", ports, ["127.254.0.2"])
+    with open(out, "w") as f:
+        json.dump(obj, f, separators=(",", ":"))
+
+
 def main(argv):
     if len(argv) >= 3 and argv[0] == "dataplane":
         dataplane(argv[1], argv[2])
     elif len(argv) >= 4 and argv[0] == "scale":
         scale(int(argv[1]), int(argv[2]), argv[3],
               "--edit-endpoint" in argv[4:], "--add-service" in argv[4:])
+    elif len(argv) >= 4 and argv[0] == "api-faults":
+        api_faults(int(argv[1]), int(argv[2]), argv[3])
+    elif len(argv) >= 4 and argv[0] == "api-object":
+        api_object(argv[1], int(argv[2]), argv[3])
     else:
         sys.exit(__doc__ or "usage: see the comment at the top")
 

@@ -404,3 +404,74 @@ Test(source_file, ten_thousand_services_load, .timeout = 120)
 	cr_assert_eq(fx.n_tables, 1);
 	cr_assert_eq(fx.tables[0]->n_svcs, 10000);
 }
+
+/*
+ * A JSON list read again shares every service whose items did not change
+ * with the last table; an edited slice gives a new svc for its service
+ * only; a bad item is still refused whole, and the good reading after it
+ * still shares what it can.
+ */
+Test(source_file, json_list_change_shares_unchanged_services)
+{
+	const char	*cut = ", {\"addresses\": [\"10.244.0.2\"]}", *at;
+	struct svc	*web1, *db1;
+	char		*bad;
+
+	write_in_place(web_v2);
+	start();
+	cr_assert_eq(source_file_reload(fx.sf), 0);
+	cr_assert_eq(fx.n_tables, 1);
+	db1 = svctab_find(fx.tables[0], "default", "db");
+	web1 = svctab_find(fx.tables[0], "default", "web");
+	cr_assert_not_null(db1);
+
+	/* web's slice loses its second endpoint. */
+	bad = strdup(web_v2);
+	cr_assert_not_null(bad);
+	at = strstr(bad, cut);
+	cr_assert_not_null(at);
+	memmove(bad + (at - bad), at + strlen(cut), strlen(at + strlen(cut)) +
+	    1);
+	write_in_place(bad);
+	cr_assert_eq(source_file_reload(fx.sf), 0);
+	cr_assert_eq(fx.n_tables, 2);
+	cr_assert_eq(svctab_find(fx.tables[1], "default", "db"), db1,
+	    "db's items did not change: the same object");
+	cr_assert_neq(svctab_find(fx.tables[1], "default", "web"), web1);
+	cr_assert_eq(n_endpoints_of_web(fx.tables[1]), 1);
+	free(bad);
+
+	/* A port out of range in one item: refused, nothing published. */
+	write_in_place("{\"kind\": \"List\", \"items\": [{\"kind\": "
+	    "\"Service\", \"apiVersion\": \"v1\", \"metadata\": {\"name\": "
+	    "\"db\", \"namespace\": \"default\"}, \"spec\": {\"clusterIP\": "
+	    "\"10.96.0.11\", \"ports\": [{\"port\": 70000}]}}]}");
+	cr_assert_eq(source_file_reload(fx.sf), -1);
+	cr_assert_eq(fx.n_tables, 2);
+
+	/* Back to v2: db is still the same object; web is rejoined. */
+	write_in_place(web_v2);
+	cr_assert_eq(source_file_reload(fx.sf), 0);
+	cr_assert_eq(fx.n_tables, 3);
+	cr_assert_eq(svctab_find(fx.tables[2], "default", "db"), db1);
+	cr_assert_eq(n_endpoints_of_web(fx.tables[2]), 2);
+}
+
+/* The same items in a ServiceList: items without kind are Services. */
+Test(source_file, json_service_list_items_take_the_list_kind)
+{
+	write_in_place("{\"kind\": \"ServiceList\", \"apiVersion\": \"v1\", "
+	    "\"items\": [{\"metadata\": {\"name\": \"web\", \"namespace\": "
+	    "\"default\"}, \"spec\": {\"clusterIP\": \"10.96.0.10\", "
+	    "\"ports\": [{\"name\": \"http\", \"port\": 80}]}}]}");
+	start();
+	cr_assert_eq(source_file_reload(fx.sf), 0);
+	cr_assert_eq(fx.tables[0]->n_svcs, 1);
+	/* The same item in a generic List lacks the kind it needs there. */
+	write_in_place("{\"kind\": \"List\", \"apiVersion\": \"v1\", "
+	    "\"items\": [{\"metadata\": {\"name\": \"web\", \"namespace\": "
+	    "\"default\"}, \"spec\": {\"clusterIP\": \"10.96.0.10\", "
+	    "\"ports\": [{\"name\": \"http\", \"port\": 80}]}}]}");
+	cr_assert_eq(source_file_reload(fx.sf), -1);
+	cr_assert_eq(fx.n_tables, 1);
+}

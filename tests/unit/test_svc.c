@@ -458,3 +458,182 @@ Test(svc, builder_collects_and_builds_and_same_table_compares_by_value)
 	svctab_unref(t1);
 	svctab_unref(t2);
 }
+
+/* Incremental building. */
+
+/* A web service with one port and a slice of n ready endpoints. */
+static struct svc *
+mk_web(const char *name, const char *cluster_ip)
+{
+	struct svc *s = mk_svc("default", name, cluster_ip);
+
+	add_port(s, "http", SVC_PROTO_TCP, 80, 0);
+	return s;
+}
+
+static struct slice *
+mk_web_slice(const char *name, const char *svc_name, const char *ip)
+{
+	struct slice *sl = mk_slice("default", name, svc_name);
+
+	slice_port(sl, "http", SVC_PROTO_TCP, 8080);
+	slice_ep(sl, ip, READY);
+	return sl;
+}
+
+Test(svc, memo_build_joins_like_build_and_leaves_inputs_alone)
+{
+	struct svctab_memo	*m = svctab_memo_new();
+	struct svc		*specs[2];
+	struct slice		*sl[2];
+	struct svctab		*t;
+	char			 buf[64];
+
+	specs[0] = mk_web("web", "10.96.0.10");
+	specs[1] = mk_web("api", "10.96.0.11");
+	sl[0] = mk_web_slice("web-1", "web", "10.244.1.2");
+	sl[1] = mk_web_slice("web-2", "web", "10.244.1.1");
+	t = svctab_memo_build(m, specs, 2, sl, 2);
+	cr_assert_not_null(t);
+	cr_assert_eq(t->n_svcs, 2);
+	cr_assert_str_eq(t->svcs[0]->name, "api", "sorted by name");
+	cr_assert_eq(t->svcs[0]->ports[0].n_endpoints, 0);
+	cr_assert_eq(t->svcs[1]->ports[0].n_endpoints, 2);
+	cr_assert_str_eq(ep_str(&t->svcs[1]->ports[0].endpoints[0], buf,
+	    sizeof(buf)), "10.244.1.1:8080");
+	cr_assert_eq(specs[1]->ports[0].n_endpoints, 0, "spec not joined");
+	cr_assert_neq(t->svcs[1], specs[0], "the table has its own copy");
+	cr_assert_eq(svctab_memo_n_joined(m), 2);
+	svctab_unref(t);
+	svctab_memo_free(m);
+	svc_unref(specs[0]);
+	svc_unref(specs[1]);
+	slice_free(sl[0]);
+	slice_free(sl[1]);
+}
+
+Test(svc, memo_rejoins_only_the_service_whose_slice_changed)
+{
+	struct svctab_memo	*m = svctab_memo_new();
+	struct svc		*specs[3];
+	struct slice		*sl[3], *moved;
+	struct svctab		*t1, *t2;
+
+	specs[0] = mk_web("a", "10.96.0.10");
+	specs[1] = mk_web("b", "10.96.0.11");
+	specs[2] = mk_web("c", "10.96.0.12");
+	sl[0] = mk_web_slice("a-1", "a", "10.244.1.1");
+	sl[1] = mk_web_slice("b-1", "b", "10.244.2.1");
+	sl[2] = mk_web_slice("c-1", "c", "10.244.3.1");
+	t1 = svctab_memo_build(m, specs, 3, sl, 3);
+	cr_assert_eq(svctab_memo_n_joined(m), 3);
+
+	/* b's slice is replaced by a new object (a new serial). */
+	moved = mk_web_slice("b-1", "b", "10.244.2.9");
+	slice_free(sl[1]);
+	sl[1] = moved;
+	t2 = svctab_memo_build(m, specs, 3, sl, 3);
+	cr_assert_eq(svctab_memo_n_joined(m), 1, "only b joined again");
+	cr_assert_eq(t2->svcs[0], t1->svcs[0], "a shared");
+	cr_assert_eq(t2->svcs[2], t1->svcs[2], "c shared");
+	cr_assert_neq(t2->svcs[1], t1->svcs[1]);
+	cr_assert_eq(t2->svcs[1]->ports[0].endpoints[0].ip.addr[3], 9);
+	svctab_unref(t1);
+	svctab_unref(t2);
+
+	/* Nothing changed: nothing joined, the same objects. */
+	t1 = svctab_memo_build(m, specs, 3, sl, 3);
+	t2 = svctab_memo_build(m, specs, 3, sl, 3);
+	cr_assert_eq(svctab_memo_n_joined(m), 0);
+	cr_assert(svctab_same(t1, t2));
+	cr_assert_eq(t1->svcs[1], t2->svcs[1]);
+	svctab_unref(t1);
+	svctab_unref(t2);
+	svctab_memo_free(m);
+	for (size_t i = 0; i < 3; i++) {
+		svc_unref(specs[i]);
+		slice_free(sl[i]);
+	}
+}
+
+Test(svc, memo_equal_new_spec_or_equal_join_keeps_identity)
+{
+	struct svctab_memo	*m = svctab_memo_new();
+	struct svc		*spec = mk_web("web", "10.96.0.10"), *again;
+	struct slice		*sl = mk_web_slice("web-1", "web", "10.244.1.1");
+	struct slice		*same;
+	struct svctab		*t1, *t2;
+
+	t1 = svctab_memo_build(m, &spec, 1, &sl, 1);
+	/* A freshly decoded but equal spec: no join at all. */
+	again = mk_web("web", "10.96.0.10");
+	t2 = svctab_memo_build(m, &again, 1, &sl, 1);
+	cr_assert_eq(svctab_memo_n_joined(m), 0);
+	cr_assert_eq(t2->svcs[0], t1->svcs[0]);
+	svctab_unref(t2);
+	/* A new slice object with the same content: joined, same result. */
+	same = mk_web_slice("web-1", "web", "10.244.1.1");
+	t2 = svctab_memo_build(m, &again, 1, &same, 1);
+	cr_assert_eq(svctab_memo_n_joined(m), 1);
+	cr_assert_eq(t2->svcs[0], t1->svcs[0], "equal join keeps identity");
+	svctab_unref(t1);
+	svctab_unref(t2);
+	svctab_memo_free(m);
+	svc_unref(spec);
+	svc_unref(again);
+	slice_free(sl);
+	slice_free(same);
+}
+
+Test(svc, memo_adds_removes_and_later_duplicate_wins)
+{
+	struct svctab_memo	*m = svctab_memo_new();
+	struct svc		*specs[4];
+	struct svctab		*t;
+
+	specs[0] = mk_web("b", "10.96.0.11");
+	specs[1] = mk_web("a", "10.96.0.10");
+	t = svctab_memo_build(m, specs, 2, NULL, 0);
+	cr_assert_eq(t->n_svcs, 2);
+	cr_assert_str_eq(t->svcs[0]->name, "a");
+	svctab_unref(t);
+
+	/* b removed, c added, and a given twice: the later one wins. */
+	specs[2] = mk_web("a", "10.96.0.20");
+	specs[3] = mk_web("c", "10.96.0.12");
+	t = svctab_memo_build(m, (struct svc *[]){ specs[2], specs[3],
+	    specs[1] }, 3, NULL, 0);
+	cr_assert_eq(t->n_svcs, 2);
+	cr_assert_str_eq(t->svcs[0]->name, "a");
+	cr_assert_eq(t->svcs[0]->cluster_ips[0].addr[3], 10, "later wins");
+	cr_assert_str_eq(t->svcs[1]->name, "c");
+	svctab_unref(t);
+
+	t = svctab_memo_build(m, NULL, 0, NULL, 0);
+	cr_assert_eq(t->n_svcs, 0);
+	svctab_unref(t);
+	svctab_memo_free(m);
+	for (size_t i = 0; i < 4; i++)
+		svc_unref(specs[i]);
+}
+
+Test(svc, memo_diff_after_endpoint_change_is_one_endpoint_entry)
+{
+	struct svctab_memo	*m = svctab_memo_new();
+	struct svc		*spec = mk_web("web", "10.96.0.10");
+	struct slice		*sl = mk_web_slice("web-1", "web", "10.244.1.1");
+	struct slice		*sl2 = mk_web_slice("web-1", "web", "10.244.1.2");
+	struct svctab		*t1, *t2;
+	struct diff_log		 log = { .n = 0 };
+
+	t1 = svctab_memo_build(m, &spec, 1, &sl, 1);
+	t2 = svctab_memo_build(m, &spec, 1, &sl2, 1);
+	cr_assert_eq(svctab_diff(t1, t2, record, &log), 1);
+	cr_assert_str_eq(log.lines[0], "endpoints default/web:http/TCP");
+	svctab_unref(t1);
+	svctab_unref(t2);
+	svctab_memo_free(m);
+	svc_unref(spec);
+	slice_free(sl);
+	slice_free(sl2);
+}
