@@ -65,7 +65,6 @@ TAILQ_HEAD(admin_conn_list, admin_conn);
 
 /* The connections of one evhttp server. */
 struct admin_guard {
-	struct event_base	*base;
 	struct event		*sweep;
 	struct admin_conn_list	 conns;
 	size_t			 n_conns;	/* not cut yet */
@@ -337,7 +336,6 @@ admin_guard_init(struct admin_guard *g, struct event_base *base,
     struct evhttp *http)
 {
 	TAILQ_INIT(&g->conns);
-	g->base = base;
 	if ((g->sweep = evtimer_new(base, admin_guard_tick, g)) == NULL)
 		return -1;
 	evhttp_set_bevcb(http, admin_guard_accept, g);
@@ -516,17 +514,23 @@ admin_process_metrics(struct evbuffer *b)
 }
 
 /*
- * Accept pauses, resets passed on and admin connections cut: how the data
- * path and this server held up under abuse.
+ * Clients rejected above the cap, accept pauses, resets passed on and
+ * admin connections cut: how the data path and this server held up under
+ * abuse.
  */
 static void
 admin_relay_metrics(struct admin *a, struct evbuffer *b)
 {
+	const char *cap[] = { "reason", "max_connections", NULL };
 	const char *reason[] = { "reason", NULL, NULL };
 	const char *dir[] = { "direction", NULL, NULL };
 	const char *server[] = { "server", NULL, NULL };
 	int r;
 
+	metrics_family(b, "kuproxy_tcp_connections_rejected_total", "counter",
+	    "TCP clients reset at once, not served");
+	metrics_sample(b, "kuproxy_tcp_connections_rejected_total", cap,
+	    (double)tcp_relay_n_rejected());
 	metrics_family(b, "kuproxy_accept_errors_total", "counter",
 	    "Times accepting paused on TCP service ports, by the error: out "
 	    "of descriptors (EMFILE, ENFILE), of memory, or another");
@@ -628,14 +632,6 @@ admin_sync_metrics(struct admin *a, struct evbuffer *b)
 		    (double)a->counters->reloads_ok);
 		metrics_sample(b, "kuproxy_config_reloads_total", bad,
 		    (double)a->counters->reloads_failed);
-	}
-	{
-		const char *cap[] = { "reason", "max_connections", NULL };
-
-		metrics_family(b, "kuproxy_tcp_connections_rejected_total",
-		    "counter", "TCP clients reset at once, not served");
-		metrics_sample(b, "kuproxy_tcp_connections_rejected_total",
-		    cap, (double)tcp_relay_n_rejected());
 	}
 	admin_relay_metrics(a, b);
 }

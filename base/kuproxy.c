@@ -69,7 +69,7 @@ struct daemon {
 
 /*
  * Raise the soft descriptor limit to min(hard, NOFILE_CAP) (never lower
- * it) and log how many connections that leaves room for.  Upstream set
+ * it, except an unlimited one) and log how many connections that leaves room for.  Upstream set
  * 64000 and failed to start when it could not; a lower limit is only worth
  * a warning, since running out of descriptors costs connections, never the
  * process (listener.c, tcp_relay.c).

@@ -28,9 +28,7 @@
 #include "base/log.h"
 #include "base/privdrop.h"
 #include "conf/conf.h"
-
-/* iptables' own default, when XTABLES_LOCKFILE does not move it. */
-#define PRIVDROP_XTABLES_LOCK	"/run/xtables.lock"
+#include "proxy/portal_exec.h"
 
 static const struct {
 	unsigned	 bit;
@@ -163,6 +161,7 @@ privdrop_lookup_user(const char *spec, uid_t *uid, gid_t *gid, char *err,
 	struct group	*gr;
 	unsigned long	 n;
 	char		 name[256];
+	bool		 numeric;
 
 	if (len == 0 || len >= sizeof(name) ||
 	    (colon != NULL && colon[1] == '\0')) {
@@ -172,16 +171,17 @@ privdrop_lookup_user(const char *spec, uid_t *uid, gid_t *gid, char *err,
 	}
 	memcpy(name, spec, len);
 	name[len] = '\0';
-	if ((pw = getpwnam(name)) == NULL && privdrop_number(name, &n) == 0)
+	numeric = privdrop_number(name, &n) == 0;
+	if ((pw = getpwnam(name)) == NULL && numeric)
 		pw = getpwuid((uid_t)n);
 	if (pw != NULL) {
 		*uid = pw->pw_uid;
 		*gid = pw->pw_gid;
-	} else if (privdrop_number(name, &n) == 0 && colon != NULL)
+	} else if (numeric && colon != NULL)
 		*uid = (uid_t)n;	/* no passwd entry, but a group */
 	else {
 		snprintf(err, errlen, "--user \"%s\": no such user%s", spec,
-		    privdrop_number(name, &n) == 0 ? " (give UID:GID for a "
+		    numeric ? " (give UID:GID for a "
 		    "uid without a passwd entry)" : "");
 		return -1;
 	}
@@ -237,12 +237,10 @@ privdrop_readable_by(const struct stat *st, uid_t uid, gid_t gid)
 static void
 privdrop_prepare_xtables_lock(uid_t uid, gid_t gid)
 {
-	const char	*path = getenv("XTABLES_LOCKFILE");
+	const char	*path = portal_xtables_lock_path();
 	struct stat	 st;
 	int		 fd;
 
-	if (path == NULL || *path == '\0')
-		path = PRIVDROP_XTABLES_LOCK;
 	fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd == -1) {
 		log_warn("%s: cannot open iptables' lock file", path);

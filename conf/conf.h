@@ -104,7 +104,10 @@ struct conf {
 	char			*status_socket;
 	/* --shutdown-grace-period (30s) */
 	uint32_t		 shutdown_grace_ms;
-	/* --user NAME[:GROUP]: drop root for it after start-up (privdrop.c) */
+	/*
+	 * --user NAME[:GROUP]: switch to it at start-up, before any socket or
+	 * rule, keeping only the capabilities the flags need (privdrop.c)
+	 */
 	char			*user;
 
 	/* --json: machine-readable output of a command such as status */

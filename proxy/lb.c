@@ -332,9 +332,10 @@ lb_next_usable(const struct lb *lb, const struct lb_tried *tried,
 /*
  * Choose an endpoint for a connection from client (which may be NULL when
  * the peer address is unknown; affinity is then not used).  With affinity
- * and no endpoint tried yet, a live entry wins and its window slides.
- * Otherwise the next endpoint in rotation that is not in tried, or the next
- * one if all were tried; with affinity, the choice is recorded, so after a
+ * and no endpoint tried yet, a live entry wins and its window slides,
+ * unless its endpoint is backing off.  Otherwise the next endpoint in
+ * rotation neither tried nor backing off, else the next one not tried,
+ * else the next one; with affinity, the choice is recorded, so after a
  * failed try the client moves to the endpoint that answers (upstream's
  * sessionAffinityReset).  Returns 0 with *out set, or -1 with no endpoint.
  */

@@ -399,8 +399,7 @@ listener_readable_cb(evutil_socket_t lfd, short what, void *arg)
 		listener_starve(l, errno);
 		return;
 	}
-	for (i = 0; i < LISTENER_ACCEPT_BATCH && !l->paused && !l->starved &&
-	    reserve_fd != -1;
+	for (i = 0; i < LISTENER_ACCEPT_BATCH && !l->paused && !l->starved;
 	    i++) {
 		sslen = sizeof(ss);
 		fd = accept4(l->fd, (struct sockaddr *)&ss, &sslen,

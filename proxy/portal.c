@@ -49,7 +49,6 @@
 #define PORTAL_SYNC_LOCK_WAIT_S	"1"
 #define PORTAL_LOCK_CHECK_MS	200	/* the longest a sync waits */
 #define PORTAL_LOCK_CHECK_STEP_MS 10
-#define PORTAL_LOCK_FILE	"/run/xtables.lock"	/* iptables' default */
 /* A scratch chain for the start-up checks; --cleanup removes it too. */
 #define PORTAL_PROBE_CHAIN	"KUPROXY-PROBE"
 
@@ -179,14 +178,12 @@ portal_lock_busy(enum conf_iptables_backend backend)
 {
 	const struct timespec	 step = { 0,
 	    PORTAL_LOCK_CHECK_STEP_MS * 1000000L };
-	const char		*path = getenv("XTABLES_LOCKFILE");
+	const char		*path = portal_xtables_lock_path();
 	int			 fd, waited_ms = 0;
 	bool			 busy;
 
 	if (backend != CONF_IPT_LEGACY)
 		return false;
-	if (path == NULL || *path == '\0')
-		path = PORTAL_LOCK_FILE;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
 		return false;
 	while ((busy = flock(fd, LOCK_EX | LOCK_NB) == -1 &&

@@ -235,6 +235,14 @@ done:
 
 /* See portal_exec.h. */
 const char *
+portal_xtables_lock_path(void)
+{
+	const char *path = getenv("XTABLES_LOCKFILE");
+
+	return path != NULL && *path != '\0' ? path : "/run/xtables.lock";
+}
+
+const char *
 portal_one_line(char *s)
 {
 	size_t	 n = strlen(s);

@@ -2,7 +2,8 @@
 /*
  * Running the iptables and conntrack tools for portal.c: a program with
  * its input on a pipe, its output and error output collected, a deadline,
- * and no SIGPIPE.  Internal to the portal module.
+ * and no SIGPIPE; and where iptables keeps its lock (privdrop.c opens it
+ * to the dropped user).
  */
 #ifndef KUPROXY_PORTAL_EXEC_H
 #define KUPROXY_PORTAL_EXEC_H
@@ -34,6 +35,12 @@ struct portal_run {
 int		 portal_exec(const char *const argv[], const char *input,
 		    struct portal_run *run);
 void		 portal_run_clear(struct portal_run *run);
+
+/*
+ * The file iptables-legacy flock()s: $XTABLES_LOCKFILE when set and not
+ * empty, else iptables' default /run/xtables.lock.
+ */
+const char	*portal_xtables_lock_path(void);
 
 /* Trim s in place to one log-friendly line ("(no error output)" if empty). */
 const char	*portal_one_line(char *s);

@@ -103,13 +103,6 @@ proxier_queue(struct proxier *px)
 		px->queued_ms = clock_mono_ms();
 }
 
-static void
-proxier_accept(int fd, const struct sockaddr *peer, socklen_t peerlen,
-    void *arg)
-{
-	tcp_relay_start(arg, fd, peer, peerlen);
-}
-
 /* Pause or resume the listener so that no endpoint means a refusal. */
 static void
 pport_update_listener(struct pport *pp)
@@ -225,7 +218,7 @@ proxier_add(struct proxier *px, struct svc *svc, const struct svc_port *port)
 	    &pp->proxy_port, err, sizeof(err));
 	if (fd != -1 && port->proto == SVC_PROTO_TCP)
 		pp->listener = listener_new(px->base, fd, pp->key,
-		    proxier_accept, pp, err, sizeof(err));
+		    tcp_relay_accept, pp, err, sizeof(err));
 	else if (fd != -1)
 		pp->udp = udp_port_new(pp, fd, err, sizeof(err));
 	if (pp->listener == NULL && pp->udp == NULL) {

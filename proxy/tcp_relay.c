@@ -76,7 +76,6 @@
 static const uint32_t tcp_connect_timeout_ms[LB_MAX_TRIES] = {
 	250, 500, 1000, 2000
 };
-#define TCP_CONNECT_BUDGET_MS	(250 + 500 + 1000 + 2000)
 
 enum tcp_side {
 	TCP_CLIENT = 0,
@@ -111,7 +110,6 @@ struct tcp_session {
 	uint8_t			 attempts;
 	uint8_t			 n_timeouts;	/* dials of ours that timed out */
 	uint32_t		 dial_ms;	/* the dial's timeout */
-	uint32_t		 dial_spent_ms;	/* dial timeouts so far */
 	uint32_t		 timeout_ms;	/* the timer in force; 0 none */
 	struct tcp_flow		 flow[2];	/* flow[i] reads from fd[i] */
 	struct lb_target	 client;	/* for affinity and logs */
@@ -232,17 +230,24 @@ tcp_side_name(int side)
 	return side == TCP_CLIENT ? "client" : "endpoint";
 }
 
+/* Forget the flow's buffer, freeing it unless it is the shared one. */
 static void
-tcp_flow_release(struct tcp_session *s, struct tcp_flow *f)
+tcp_flow_drop_buf(struct tcp_flow *f)
 {
-	if (f->pipe[0] != -1)
-		pipe_pool_put(s->pp->env->pipes, f->pipe, f->pending == 0);
 	if (f->buf != NULL && f->buf != scratch) {
 		free(f->buf);
 		n_buffers--;
 	}
 	f->buf = NULL;
 	f->off = 0;
+}
+
+static void
+tcp_flow_release(struct tcp_session *s, struct tcp_flow *f)
+{
+	if (f->pipe[0] != -1)
+		pipe_pool_put(s->pp->env->pipes, f->pipe, f->pending == 0);
+	tcp_flow_drop_buf(f);
 }
 
 /* Add the bytes moved since the last call to the endpoint's counters. */
@@ -462,12 +467,7 @@ tcp_flow_fill(struct tcp_session *s, struct tcp_flow *f, int side)
 {
 	ssize_t n;
 
-	if (f->buf != NULL && f->buf != scratch) {
-		free(f->buf);
-		n_buffers--;
-	}
-	f->buf = NULL;
-	f->off = 0;
+	tcp_flow_drop_buf(f);
 	if (s->splice && f->bulk && tcp_flow_take_pipe(s, f) == 0 &&
 	    (n = tcp_flow_splice_in(s, f, side)) != -2)
 		return n;
@@ -675,23 +675,38 @@ tcp_client_cb(evutil_socket_t fd, short what, void *arg)
  * Both sockets are up: watch the client's (the backend's is watched since
  * the dial) and move whatever is already waiting.
  */
+/*
+ * Watch one side's socket for good: one edge-triggered event, with a
+ * timeout unless timeout_ms is 0.  Returns -1 (the event left cleared) when
+ * it cannot be added.
+ */
+static int
+tcp_session_watch(struct tcp_session *s, int side, event_callback_fn cb,
+    uint32_t timeout_ms)
+{
+	struct event	*ev = &s->ev[side];
+	struct timeval	 tv;
+
+	event_assign(ev, s->pp->env->base, s->fd[side],
+	    EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST, cb, s);
+	tcp_ms_to_tv(timeout_ms, &tv);
+	if (event_add(ev, timeout_ms != 0 ? &tv : NULL) == -1) {
+		memset(ev, 0, sizeof(*ev));
+		return -1;
+	}
+	return 0;
+}
+
 static void
 tcp_session_relay(struct tcp_session *s)
 {
-	struct timeval tv;
-
 	/* Fresh sockets have room to write; reads wait for the kernel. */
 	s->io[TCP_CLIENT] |= TCP_IO_WRITE;
 	s->io[TCP_BACKEND] |= TCP_IO_WRITE;
 	s->timeout_ms = tcp_session_timeout_ms(s);
 	s->last_active_ms = clock_mono_ms_coarse();
-	event_assign(&s->ev[TCP_CLIENT], s->pp->env->base, s->fd[TCP_CLIENT],
-	    EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST,
-	    tcp_client_cb, s);
-	tcp_ms_to_tv(s->timeout_ms, &tv);
-	if (event_add(&s->ev[TCP_CLIENT], s->timeout_ms != 0 ? &tv :
-	    NULL) == -1) {
-		memset(&s->ev[TCP_CLIENT], 0, sizeof(s->ev[TCP_CLIENT]));
+	if (tcp_session_watch(s, TCP_CLIENT, tcp_client_cb,
+	    s->timeout_ms) == -1) {
 		tcp_session_close(s, "cannot watch the client socket", true);
 		return;
 	}
@@ -701,9 +716,12 @@ tcp_session_relay(struct tcp_session *s)
 
 /* ---- connecting ---- */
 
+/* Tell the balancer how the endpoint failed, and count it. */
 static void
-tcp_session_count_failure(struct tcp_session *s, const char *why)
+tcp_session_count_failure(struct tcp_session *s, enum lb_result result,
+    const char *why)
 {
+	lb_report(s->pp->lb, &s->target, result, clock_mono_ms_coarse());
 	s->pp->stats.connect_failures++;
 	if (s->ep != NULL) {
 		s->ep->connect_failures++;
@@ -721,8 +739,7 @@ static void
 tcp_session_connect_failed(struct tcp_session *s, enum lb_result result,
     const char *why)
 {
-	lb_report(s->pp->lb, &s->target, result, clock_mono_ms_coarse());
-	tcp_session_count_failure(s, why);
+	tcp_session_count_failure(s, result, why);
 	tcp_session_unwatch(s, TCP_BACKEND);
 	close(s->fd[TCP_BACKEND]);
 	s->fd[TCP_BACKEND] = -1;
@@ -795,7 +812,6 @@ tcp_session_dial(struct tcp_session *s, uint32_t timeout_ms, bool *local)
 	struct sockaddr_storage ss;
 	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-	struct timeval tv;
 	uint32_t keepalive_ms = s->pp->env->conf->tcp_keepalive_ms;
 	socklen_t sslen;
 	int fd, saved;
@@ -839,12 +855,8 @@ tcp_session_dial(struct tcp_session *s, uint32_t timeout_ms, bool *local)
 	}
 	/* Even a connect that completed at once reports through the event. */
 	s->fd[TCP_BACKEND] = fd;
-	event_assign(&s->ev[TCP_BACKEND], s->pp->env->base, fd,
-	    EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST,
-	    tcp_backend_cb, s);
-	tcp_ms_to_tv(timeout_ms, &tv);
-	if (event_add(&s->ev[TCP_BACKEND], &tv) == -1) {
-		memset(&s->ev[TCP_BACKEND], 0, sizeof(s->ev[TCP_BACKEND]));
+	if (tcp_session_watch(s, TCP_BACKEND, tcp_backend_cb,
+	    timeout_ms) == -1) {
 		*local = true;
 		errno = ENOMEM;
 		return -1;
@@ -867,8 +879,7 @@ tcp_session_connect_next(struct tcp_session *s)
 	bool local;
 
 	for (;;) {
-		if (s->attempts == LB_MAX_TRIES ||
-		    s->dial_spent_ms >= TCP_CONNECT_BUDGET_MS) {
+		if (s->attempts == LB_MAX_TRIES) {
 			pp->stats.no_endpoints++;
 			tcp_session_log(s, 2, false, "no endpoint answered "
 			    "after %d attempts", s->attempts);
@@ -888,11 +899,8 @@ tcp_session_connect_next(struct tcp_session *s)
 		step = lb_n_timeouts(pp->lb, &s->target);
 		if (step > s->n_timeouts)
 			step = s->n_timeouts;
-		s->dial_ms = tcp_connect_timeout_ms[step < LB_MAX_TRIES ? step :
-		    LB_MAX_TRIES - 1];
-		if (s->dial_ms > TCP_CONNECT_BUDGET_MS - s->dial_spent_ms)
-			s->dial_ms = TCP_CONNECT_BUDGET_MS - s->dial_spent_ms;
-		s->dial_spent_ms += s->dial_ms;
+		/* step <= n_timeouts < attempts + 1 <= LB_MAX_TRIES */
+		s->dial_ms = tcp_connect_timeout_ms[step];
 		s->attempts++;
 		if (tcp_session_dial(s, s->dial_ms, &local) == 0)
 			return;
@@ -909,9 +917,7 @@ tcp_session_connect_next(struct tcp_session *s)
 			tcp_session_close(s, reason, true);
 			return;
 		}
-		lb_report(pp->lb, &s->target, LB_REFUSED,
-		    clock_mono_ms_coarse());
-		tcp_session_count_failure(s, strerror(errno));
+		tcp_session_count_failure(s, LB_REFUSED, strerror(errno));
 	}
 }
 
@@ -942,12 +948,6 @@ tcp_relay_client_sockopts(struct pport *pp, int client_fd)
 {
 	uint32_t keepalive_ms = pp->env->conf->tcp_keepalive_ms;
 
-	if (pp->listener == NULL) {
-		tcp_set_nodelay(client_fd);
-		if (keepalive_ms != 0)
-			listener_sock_keepalive(client_fd, keepalive_ms);
-		return;
-	}
 	if (!listener_keepalive_inherited(pp->listener, keepalive_ms))
 		listener_sock_keepalive(client_fd, keepalive_ms);
 }
@@ -1007,7 +1007,7 @@ tcp_relay_active(void)
 	return n_sessions;
 }
 
-/* Copy buffers held now by every session. */
+/* Buffers held now for partial writes, over every session. */
 size_t
 tcp_relay_n_buffers(void)
 {

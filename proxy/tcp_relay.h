@@ -3,9 +3,10 @@
  * TCP sessions: for each accepted client (reset at once above
  * --max-connections), pick an endpoint, connect without blocking (up to
  * LB_MAX_TRIES endpoints, with upstream's connect timeouts 250 ms, 500 ms,
- * 1 s, 2 s, a step climbed only when a dial times out), then relay both directions: small reads through one shared
- * buffer, bulk ones with splice(2) through pipes taken from a pool only
- * while bytes are in flight (or always by copy in copy mode).  Half-close
+ * 1 s, 2 s, a step climbed only when a dial times out), then relay both
+ * directions: small reads through one shared buffer, bulk ones with
+ * splice(2) through pipes taken from a pool only while bytes are in flight
+ * (or always by copy in copy mode).  Half-close
  * is propagated; a reset on one side resets the other; --tcp-keepalive,
  * --tcp-idle-timeout and --tcp-half-close-timeout bound dead and silent
  * sessions.  An idle session holds no buffer and no pipe.
@@ -38,8 +39,8 @@ void		 tcp_relay_accept(int client_fd, const struct sockaddr *peer,
 size_t		 tcp_relay_active(void);
 
 /*
- * Copy buffers allocated now, over every session: a copy-mode session holds
- * one per direction only while bytes are in flight.
+ * Buffers allocated now, over every session: a flow holds one only while
+ * bytes its destination could not take at once wait in it (either mode).
  */
 size_t		 tcp_relay_n_buffers(void);
 

@@ -223,15 +223,21 @@ udp_peer_ip(const struct sockaddr_storage *ss, struct svc_ip *ip)
 	}
 }
 
+static in_port_t
+udp_peer_port(const struct sockaddr_storage *ss)
+{
+	return ntohs(ss->ss_family == AF_INET ?
+	    ((const struct sockaddr_in *)ss)->sin_port :
+	    ((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
 static const char *
 udp_peer_str(const struct sockaddr_storage *ss, char *buf, size_t len)
 {
 	struct lb_target t;
 
 	udp_peer_ip(ss, &t.ip);
-	t.port = ntohs(ss->ss_family == AF_INET ?
-	    ((const struct sockaddr_in *)ss)->sin_port :
-	    ((const struct sockaddr_in6 *)ss)->sin6_port);
+	t.port = udp_peer_port(ss);
 	return lb_target_str(&t, buf, len);
 }
 
@@ -338,7 +344,7 @@ udp_assoc_touch(struct udp_assoc *ua, bool waiting, long long now_ms)
 	ua->ua_waiting = waiting;
 	ua->ua_last_ms = now_ms;
 	udp_assoc_link(ua);
-	if (was_waiting != waiting)
+	if (was_waiting && !waiting)
 		udp_port_arm(ua->ua_port, udp_assoc_deadline(ua), now_ms);
 }
 
@@ -813,14 +819,8 @@ static bool
 udp_source_rejected(const struct udp_port *up,
     const struct sockaddr_storage *peer)
 {
-	in_port_t port;
-
-	if (!up->up_pp->env->conf->udp_reject_privileged_sources)
-		return false;
-	port = peer->ss_family == AF_INET ?
-	    ((const struct sockaddr_in *)peer)->sin_port :
-	    ((const struct sockaddr_in6 *)peer)->sin6_port;
-	return ntohs(port) < 1024;
+	return up->up_pp->env->conf->udp_reject_privileged_sources &&
+	    udp_peer_port(peer) < 1024;
 }
 
 /* One datagram from a client: to its association, opened if need be. */

@@ -5,7 +5,8 @@
  * that replies go back to the right client, sent from the service socket
  * (conntrack then rewrites their source to the service address).
  * Associations expire after --udp-timeout of silence, are capped per port
- * and in total (the oldest idle one is evicted), and are dropped at once
+ * and in total (unassured associations go before assured ones, oldest
+ * first: conntrack's early drop, see udp_relay.c), and are dropped at once
  * when their endpoint leaves.  Datagrams are relayed whole, up to 65507
  * bytes over IPv4 (65527 over IPv6), in recvmmsg/sendmmsg batches.
  */

@@ -711,6 +711,10 @@ assert_userspace_config(const struct conf *c)
 	cr_assert_eq(c->relay_mode, CONF_RELAY_COPY);
 	cr_assert_eq(c->shutdown_grace_ms, 10000);
 	cr_assert_str_eq(c->status_socket, "/run/kuproxy/node-1.sock");
+	cr_assert_eq(c->tcp_max_connections, 5000);
+	cr_assert_eq(c->tcp_keepalive_ms, 120000);
+	cr_assert_eq(c->tcp_half_close_timeout_ms, 600000);
+	cr_assert(c->udp_reject_privileged_sources);
 }
 
 Test(conf, config_file_yaml)
@@ -893,6 +897,9 @@ Test(conf, config_errors_name_file_line_and_field)
 		    ":1: expected a KubeProxyConfiguration mapping" },
 		{ KPC_HEAD "bindAddress: [\n", ":4:1: did not find expected "
 		    "node content" },
+		{ KPC_HEAD "kuproxy:\n  udpRejectPrivilegedSources: \"yes\"\n",
+		    ":4: kuproxy.udpRejectPrivilegedSources: expected true or "
+		    "false, got \"yes\"" },
 	};
 	struct conf	 c;
 	char		*path;
