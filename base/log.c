@@ -184,3 +184,23 @@ log_ratelimit_ok(struct log_ratelimit *rl, long long interval_ms)
 	rl->suppressed = 0;
 	return 1;
 }
+
+void
+log_escape(char *msg, size_t len)
+{
+	char		 out[1024];
+	size_t		 i, n = 0;
+	unsigned char	 ch;
+
+	for (i = 0; msg[i] != '\0' && n + 5 < sizeof(out) && n + 5 < len;
+	    i++) {
+		ch = (unsigned char)msg[i];
+		if (ch >= 0x20 && ch < 0x7f)
+			out[n++] = (char)ch;
+		else
+			n += (size_t)snprintf(out + n, sizeof(out) - n,
+			    "\\x%02x", ch);
+	}
+	out[n] = '\0';
+	snprintf(msg, len, "%s", out);
+}

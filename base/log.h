@@ -41,4 +41,13 @@ struct log_ratelimit {
 };
 int	log_ratelimit_ok(struct log_ratelimit *, long long interval_ms);
 
+/*
+ * Rewrite msg in place (within len, at most 1023 bytes) with every byte
+ * that is not printable ASCII as \xNN, never cutting one in half.  For
+ * messages that quote what a server or a file sent: a newline there would
+ * forge a log line, and bytes that are not UTF-8 would break the JSON
+ * log format.
+ */
+void	log_escape(char *msg, size_t len);
+
 #endif

@@ -542,34 +542,41 @@ svc_seq_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* Sort t's services by name, keeping the last of each duplicated name. */
+/*
+ * Sort svcs by name, keeping the later of each duplicated name (dropping
+ * the other's reference when unref is set); *n becomes the count kept.
+ * Sources usually hand them over sorted already, which costs one pass.
+ */
 static int
-svctab_sort_dedup(struct svctab *t)
+svcs_sort_dedup(struct svc **svcs, size_t *n, bool unref)
 {
 	struct svc_seq	*v;
 	size_t		 i, out = 0;
+	bool		 sorted = true;
 
-	if (t->n_svcs == 0)
+	for (i = 1; i < *n && sorted; i++)
+		sorted = svc_ptr_cmp(&svcs[i - 1], &svcs[i]) < 0;
+	if (sorted)
 		return 0;
-	if ((v = calloc(t->n_svcs, sizeof(*v))) == NULL)
+	if ((v = calloc(*n, sizeof(*v))) == NULL)
 		return -1;
-	for (i = 0; i < t->n_svcs; i++) {
-		v[i].svc = t->svcs[i];
+	for (i = 0; i < *n; i++) {
+		v[i].svc = svcs[i];
 		v[i].seq = i;
 	}
-	qsort(v, t->n_svcs, sizeof(*v), svc_seq_cmp);
-	for (i = 0; i < t->n_svcs; i++) {
-		if (i + 1 < t->n_svcs &&
-		    svc_ptr_cmp(&v[i].svc, &v[i + 1].svc) == 0) {
+	qsort(v, *n, sizeof(*v), svc_seq_cmp);
+	for (i = 0; i < *n; i++) {
+		if (i + 1 < *n && svc_ptr_cmp(&v[i].svc, &v[i + 1].svc) == 0) {
 			log_warnx("service %s/%s: defined twice, the later "
 			    "definition wins", v[i].svc->namespace,
 			    v[i].svc->name);
-			svc_unref(v[i].svc);
+			if (unref)
+				svc_unref(v[i].svc);
 			continue;
 		}
-		t->svcs[out++] = v[i].svc;
+		svcs[out++] = v[i].svc;
 	}
-	t->n_svcs = out;
+	*n = out;
 	free(v);
 	return 0;
 }
@@ -621,7 +628,7 @@ svctab_build(struct svc **svcs, size_t n_svcs, struct slice *const *slices,
 	}
 
 	/* Sort; of two services with one name the later one wins. */
-	if (svctab_sort_dedup(t) == -1)
+	if (svcs_sort_dedup(t->svcs, &t->n_svcs, true) == -1)
 		goto fail;
 
 	/* Keep the identity of unchanged services. */
@@ -871,17 +878,13 @@ slice_serial_cmp(const void *a, const void *b)
 
 /*
  * The specs by name, the later of two with one name kept, into *out (a
- * new array of n_out borrowed pointers).  Sources usually hand them over
- * sorted already, which costs one pass.
+ * new array of n_out borrowed pointers).
  */
 static int
 memo_sort_specs(struct svc *const *specs, size_t n, struct svc ***out,
     size_t *n_out)
 {
-	struct svc_seq	*v;
-	struct svc	**r;
-	size_t		 i, o = 0;
-	bool		 sorted = true;
+	struct svc **r;
 
 	*out = NULL;
 	*n_out = 0;
@@ -889,35 +892,13 @@ memo_sort_specs(struct svc *const *specs, size_t n, struct svc ***out,
 		return 0;
 	if ((r = calloc(n, sizeof(*r))) == NULL)
 		return -1;
-	for (i = 1; i < n && sorted; i++)
-		sorted = svc_ptr_cmp(&specs[i - 1], &specs[i]) < 0;
-	if (sorted) {
-		memcpy(r, specs, n * sizeof(*r));
-		*out = r;
-		*n_out = n;
-		return 0;
-	}
-	if ((v = calloc(n, sizeof(*v))) == NULL) {
+	memcpy(r, specs, n * sizeof(*r));
+	if (svcs_sort_dedup(r, &n, false) == -1) {
 		free(r);
 		return -1;
 	}
-	for (i = 0; i < n; i++) {
-		v[i].svc = specs[i];
-		v[i].seq = i;
-	}
-	qsort(v, n, sizeof(*v), svc_seq_cmp);
-	for (i = 0; i < n; i++) {
-		if (i + 1 < n && svc_ptr_cmp(&v[i].svc, &v[i + 1].svc) == 0) {
-			log_warnx("service %s/%s: defined twice, the later "
-			    "definition wins", v[i].svc->namespace,
-			    v[i].svc->name);
-			continue;
-		}
-		r[o++] = v[i].svc;
-	}
-	free(v);
 	*out = r;
-	*n_out = o;
+	*n_out = n;
 	return 0;
 }
 
@@ -966,22 +947,6 @@ memo_same_slices(const struct svctab_memo *m, const struct memo_entry *e,
 	return true;
 }
 
-/* The same spec: the same object, or one equal in every field. */
-static bool
-memo_same_spec(const struct svc *a, const struct svc *b)
-{
-	size_t i;
-
-	if (a == b)
-		return true;
-	if (!svc_spec_equal(a, b) || a->n_ports != b->n_ports)
-		return false;
-	for (i = 0; i < a->n_ports; i++)
-		if (!svc_port_spec_equal(&a->ports[i], &b->ports[i]))
-			return false;
-	return true;
-}
-
 /*
  * The joined svc for spec and its slices: the previous one when its inputs
  * are the same or the join gives an equal result, else the new join.
@@ -993,7 +958,8 @@ memo_join(struct svctab_memo *m, const struct memo_entry *old,
 {
 	struct svc *s;
 
-	if (old != NULL && memo_same_spec(old->spec, spec) &&
+	/* Specs carry no endpoints: svc_equal() compares just the spec. */
+	if (old != NULL && svc_equal(old->spec, spec) &&
 	    memo_same_slices(m, old, slices, n))
 		return svc_ref(old->built);
 	if ((s = svc_join(spec, slices, n)) == NULL)

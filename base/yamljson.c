@@ -572,6 +572,18 @@ yj_skip_space(const char *buf, size_t len, size_t off)
 	return (off);
 }
 
+/* A tokener for kuproxy's JSON: strict, bounded depth, texts in a row. */
+static json_tokener *
+yj_tokener_new(void)
+{
+	json_tokener	*tok;
+
+	if ((tok = json_tokener_new_ex(YJ_MAX_DEPTH)) != NULL)
+		json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
+		    JSON_TOKENER_ALLOW_TRAILING_CHARS);
+	return (tok);
+}
+
 /*
  * The JSON fast path.  Accepts a stream of JSON texts separated by white
  * space (several `kubectl get -o json` outputs concatenated), each a
@@ -591,12 +603,10 @@ yj_parse_json(const char *buf, size_t len, json_object *docs, char *err,
 		    INT_MAX);
 		return (-1);
 	}
-	if ((tok = json_tokener_new_ex(YJ_MAX_DEPTH)) == NULL) {
+	if ((tok = yj_tokener_new()) == NULL) {
 		snprintf(err, errlen, "1:1: out of memory");
 		return (-1);
 	}
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
-	    JSON_TOKENER_ALLOW_TRAILING_CHARS);
 	off = yj_skip_space(buf, len, 0);
 	while (off < len) {
 		json_tokener_reset(tok);
@@ -735,10 +745,7 @@ yj_skip_value(const char *p, const char *end)
 static const char *
 yj_ws(const char *p, const char *end)
 {
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' ||
-	    *p == '\r'))
-		p++;
-	return (p);
+	return (p + yj_skip_space(p, (size_t)(end - p), 0));
 }
 
 /* Record the item spans of the array at p ('['); the end, or NULL. */
@@ -883,17 +890,6 @@ yamljson_list_clear(struct yamljson_list *l)
 	free(l->items);
 	free(l->item_lens);
 	memset(l, 0, sizeof(*l));
-}
-
-static json_tokener *
-yj_tokener_new(void)
-{
-	json_tokener	*tok;
-
-	if ((tok = json_tokener_new_ex(YJ_MAX_DEPTH)) != NULL)
-		json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
-		    JSON_TOKENER_ALLOW_TRAILING_CHARS);
-	return (tok);
 }
 
 /* Exactly one JSON value from the len bytes at p, with tok; or NULL. */

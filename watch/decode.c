@@ -8,7 +8,8 @@
  * file cannot put into the table what a cluster never would: out-of-range
  * ports, bad addresses, duplicate or unnamed ports, names that are not DNS
  * labels (names end up in log lines and iptables comments).  It leaves
- * joining slices to services to svctab_build() and all I/O to the sources.
+ * joining slices to services to base/svc.c (svctab_build(),
+ * svctab_memo_build()) and all I/O to the sources.
  *
  * Every message names the object and the field:
  *   "default/web: spec.ports[0].port: 70000 is out of range 1-65535".
@@ -29,6 +30,7 @@
 #include <bsd/string.h>
 #include <json-c/json.h>
 
+#include "base/log.h"
 #include "base/svc.h"
 #include "base/yamljson.h"
 #include "watch/decode.h"
@@ -65,31 +67,6 @@ dctx_init(struct dctx *c, json_object *obj, const char *what, char *err,
 }
 
 /*
- * Rewrite msg in place (within len) with every byte that is not printable
- * ASCII as \xNN.  Messages quote what the server or the file sent, and they
- * end up in log lines: a newline there would forge a log line, and bytes
- * that are not UTF-8 would break the JSON log format.
- */
-static void
-dfail_escape(char *msg, size_t len)
-{
-	char		 out[1024];
-	size_t		 i, n = 0;
-	unsigned char	 ch;
-
-	for (i = 0; msg[i] != '\0' && n + 5 < sizeof(out); i++) {
-		ch = (unsigned char)msg[i];
-		if (ch >= 0x20 && ch < 0x7f)
-			out[n++] = (char)ch;
-		else
-			n += (size_t)snprintf(out + n, sizeof(out) - n,
-			    "\\x%02x", ch);
-	}
-	out[n] = '\0';
-	snprintf(msg, len, "%s", out);
-}
-
-/*
  * Record an error: "label: " then the message.  near is the offending value
  * or, for a missing one, its parent; its line locates the error.
  */
@@ -112,7 +89,7 @@ dfail(struct dctx *c, json_object *near, const char *fmt, ...)
 		vsnprintf(c->err + n, c->errlen - n, fmt, ap);
 		va_end(ap);
 	}
-	dfail_escape(c->err, c->errlen);
+	log_escape(c->err, c->errlen);
 	return (-1);
 }
 

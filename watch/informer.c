@@ -13,8 +13,8 @@
  * the cache into a service table is source_api.c's job; knowing the shape
  * of a Service or an EndpointSlice is watch/decode.c's.
  *
- * Services are cached as their JSON (decoded again when a table is built,
- * since svctab_build() consumes fresh services); EndpointSlices decoded.
+ * Services are cached as their JSON (source_api.c decodes each object once
+ * into its svc_cache); EndpointSlices decoded.
  * Every object is decoded when it arrives, so that an object kuproxy cannot
  * use is logged once, naming it, and left out of the cache; the stream goes
  * on.
@@ -650,29 +650,6 @@ inf_note_rv(struct informer *inf, json_object *obj)
 		inf_set_str(&inf->rv, rv);
 }
 
-/*
- * Rewrite msg in place with every byte that is not printable ASCII as \xNN:
- * it quotes what the server sent and goes into a log line.
- */
-static void
-inf_escape(char *msg, size_t len)
-{
-	char		 out[512];
-	size_t		 i, n = 0;
-	unsigned char	 ch;
-
-	for (i = 0; msg[i] != '\0' && n + 5 < sizeof(out); i++) {
-		ch = (unsigned char)msg[i];
-		if (ch >= 0x20 && ch < 0x7f)
-			out[n++] = (char)ch;
-		else
-			n += (size_t)snprintf(out + n, sizeof(out) - n,
-			    "\\x%02x", ch);
-	}
-	out[n] = '\0';
-	snprintf(msg, len, "%s", out);
-}
-
 /* A Status object's code, message and whether it is "too large RV". */
 static long
 inf_status(json_object *st, char *msg, size_t msglen, bool *too_large)
@@ -689,7 +666,7 @@ inf_status(json_object *st, char *msg, size_t msglen, bool *too_large)
 	reason = inf_str(st, "reason");
 	snprintf(msg, msglen, "%s%s%s", reason != NULL ? reason : "",
 	    reason != NULL && m != NULL ? ": " : "", m != NULL ? m : "");
-	inf_escape(msg, msglen);
+	log_escape(msg, msglen);
 	if (m != NULL && strstr(m, "Too large resource version") != NULL)
 		*too_large = true;
 	if (st != NULL && json_object_object_get_ex(st, "details", &details) &&
@@ -719,7 +696,7 @@ inf_stop_bad(struct informer *inf, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(inf->stop_msg, sizeof(inf->stop_msg), fmt, ap);
 	va_end(ap);
-	inf_escape(inf->stop_msg, sizeof(inf->stop_msg));
+	log_escape(inf->stop_msg, sizeof(inf->stop_msg));
 	return (-1);
 }
 

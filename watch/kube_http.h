@@ -51,8 +51,8 @@ void		 kube_http_free(struct kube_http *);
 /*
  * Start GET server+path_query (path and query already URL-encoded).
  * timeout_ms bounds the whole transfer (0: none); stall_s ends a transfer
- * that receives nothing for that long (0: never; watches are idle for
- * minutes).  Returns the request, or NULL with err; the callbacks are only
+ * that receives nothing for that long (0: never; a watch, quiet between
+ * bookmarks, gets a longer bound than a list).  Returns the request, or NULL with err; the callbacks are only
  * ever called from the event loop, never from here.
  */
 struct kube_http_req *kube_http_get(struct kube_http *, const char *path_query,

@@ -76,36 +76,15 @@ struct source_api {
 };
 
 /*
- * What one table build collects, all borrowed: the specs from sa->specs,
- * the slices from the informer.  svctab_memo_build() joins again only the
- * services whose spec or slices changed since the last table.
+ * What one table build collects: references to the specs of sa->specs,
+ * the informer's slices borrowed.  svctab_memo_build() joins again only
+ * the services whose spec or slices changed since the last table.
  */
 struct sa_batch {
-	struct source_api	 *sa;
-	struct svc		**specs;
-	size_t			  n_specs, cap_specs;
-	struct slice		**slices;
-	size_t			  n_slices, cap_slices;
-	bool			  failed;
+	struct source_api	*sa;
+	struct svctab_builder	 build;
+	bool			 failed;
 };
-
-/* Append p to *v (n used, cap allocated); -1 (ENOMEM). */
-static int
-sa_append(void ***v, size_t *n, size_t *cap, void *p)
-{
-	void	**nv;
-	size_t	  ncap;
-
-	if (*n == *cap) {
-		ncap = *cap == 0 ? 256 : *cap * 2;
-		if ((nv = reallocarray(*v, ncap, sizeof(*nv))) == NULL)
-			return (-1);
-		*v = nv;
-		*cap = ncap;
-	}
-	(*v)[(*n)++] = p;
-	return (0);
-}
 
 static void	sa_run(struct sa_resource *);
 
@@ -123,8 +102,7 @@ sa_collect_service(const char *key, json_object *obj, struct slice *sl,
 		log_warnx("services: %s; skipped", err);
 		return;
 	}
-	if (sa_append((void ***)&b->specs, &b->n_specs, &b->cap_specs,
-	    svc) == -1)
+	if (svctab_builder_add_svc(&b->build, svc_ref(svc)) == -1)
 		b->failed = true;
 }
 
@@ -136,8 +114,7 @@ sa_collect_slice(const char *key, json_object *obj, struct slice *sl,
 
 	if (sl == NULL)
 		return;
-	if (sa_append((void ***)&b->slices, &b->n_slices, &b->cap_slices,
-	    sl) == -1)
+	if (svctab_builder_add_slice(&b->build, sl) == -1)
 		b->failed = true;
 }
 
@@ -159,8 +136,8 @@ sa_publish(struct source_api *sa)
 		    "the last table stays in force");
 		goto out;
 	}
-	tab = svctab_memo_build(sa->memo, b.specs, b.n_specs, b.slices,
-	    b.n_slices);
+	tab = svctab_memo_build(sa->memo, b.build.svcs, b.build.n_svcs,
+	    b.build.slices, b.build.n_slices);
 	if (tab == NULL) {
 		log_warnx("api: out of memory building the service table; "
 		    "the last table stays in force");
@@ -182,8 +159,7 @@ sa_publish(struct source_api *sa)
 	/* Drop the specs of Services gone (the memo keeps its own refs). */
 	if (!b.failed)
 		svc_cache_sweep(sa->specs);
-	free(b.specs);
-	free(b.slices);
+	svctab_builder_clear(&b.build);
 }
 
 static void
