@@ -62,12 +62,6 @@ fault("large", resource="endpointslices",
       repeat={"template": tmpl, "count": 8000})
 PY
 
-# lists RESOURCE: how many lists of RESOURCE the API has answered.
-lists() {
-	ctl GET "/stats?resource=$1&verb=list"
-	grep -c '"verb": "list"' "$T/ctl.out"
-}
-
 # failed RESOURCE N ERE: the Nth "list failed" line of RESOURCE since the
 # mark must match ERE; prints its retry delay in seconds.
 failed() {
@@ -90,9 +84,9 @@ for f in truncated html deep large; do
 done
 kuproxy_mark
 : >"$T/failures"
-rss0=$(kp_rss_kb)
-ctl POST /watches/error '{"code":410,"resource":"services"}'
-ctl POST /watches/error '{"code":410,"resource":"endpointslices"}'
+rss0=$(rss_kb "$KP_PID")
+relist services
+relist endpointslices
 kuproxy_wait_log "services: listed " 30 ||
     fail "services: no list after two failures: $(kuproxy_log_since |
     grep -a services | cut -c 1-300)"
@@ -105,9 +99,10 @@ kuproxy_wait_log "endpointslices: listed 800[0-9] objects" 30 ||
     "$(kuproxy_log_since | grep -a 'list failed' | cut -c 1-200)"
 # The truncated list says "empty body" although bytes came (informer.c
 # reports any unfinished document so); what matters here is that it fails.
-d1=$(failed services 1 "bad response: ")
-d2=$(failed services 2 "bad response: not JSON: .* at byte 0")
-d3=$(failed endpointslices 1 "bad response: not JSON: nesting too deep")
+d1=$(failed services 1 "bad response: ") || exit 1
+d2=$(failed services 2 "bad response: not JSON: .* at byte 0") || exit 1
+d3=$(failed endpointslices 1 "bad response: not JSON: nesting too deep") ||
+    exit 1
 while read -r line; do
 	ok "$line"
 done <"$T/failures"
@@ -119,7 +114,7 @@ awk -v a="$d1" -v b="$d2" 'BEGIN { exit !(a < b) }' ||
 ok "services retried after $d1 s, then $d2 s, and listed"
 ok "20 MiB list: $(kuproxy_log_since | grep -a 'endpointslices: listed' |
     sed 's/^[^]]*] //' | cut -c 1-120); RSS $((rss0 / 1024)) ->" \
-    "$(($(kp_rss_kb) / 1024)) MiB"
+    "$(($(rss_kb "$KP_PID") / 1024)) MiB"
 serves "$web" web-a || fail "web not served after the bad lists"
 probe_stop "bad list bodies and a 20 MiB list"
 
@@ -131,14 +126,15 @@ sleep 0.5
 kuproxy_mark
 : >"$T/failures"
 ctl POST /faults "@$T/f-gzip-bomb.json"
-ctl POST /watches/error '{"code":410,"resource":"endpointslices"}'
+relist endpointslices
 kuproxy_wait_log "endpointslices: list failed: " 30 ||
     fail "gzip bomb: no 'list failed': $(kuproxy_log_since |
     grep -a endpointslices | cut -c 1-300)"
 sleep 0.5
 [ "$(log_count "endpointslices: list failed: ")" = 1 ] ||
     fail "gzip bomb: not one 'list failed' line"
-d4=$(failed endpointslices 1 "bad response: response larger than [0-9]+ bytes")
+d4=$(failed endpointslices 1 \
+    "bad response: response larger than [0-9]+ bytes") || exit 1
 ok "$(cat "$T/failures")"
 # Step 1 showed a retry listing; waiting for this one would take 6-13 s.
 awk -v a="$d3" -v b="$d4" 'BEGIN { exit !(a < b) }' ||

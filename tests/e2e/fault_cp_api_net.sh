@@ -94,7 +94,7 @@ kuproxy_wait_log "services: watch: HTTP 410" 3 || fail "no 410 logged"
 one_relist "HTTP 410 on a watch"
 
 ctl POST /stats/reset
-ctl POST /watches/error '{"code":410,"resource":"services"}'
+relist services
 kuproxy_wait_log "services: watch from resourceVersion [0-9]+ expired \(410" 3 ||
     fail "no ERROR 410 logged"
 one_relist "ERROR 410 event"

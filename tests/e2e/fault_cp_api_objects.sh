@@ -44,11 +44,6 @@ fault() {
 	ctl POST /faults "@$1"
 }
 
-# Relist RESOURCE now: an ERROR 410 ends its watch.
-relist() {
-	ctl POST /watches/error "{\"code\":410,\"resource\":\"$1\"}"
-}
-
 "$KPT_PYTHON" - "$T" <<'PY' || e2e_error "cannot write the fault files"
 import base64, json, sys
 t = sys.argv[1]
@@ -178,8 +173,7 @@ serves "$good" "good-a" || fail "good lost after the slice relist"
 ok "each of 4 bad slices logged once; good still served"
 
 # 2. Bad objects in watch events; the stream goes on.
-ctl GET "/stats?resource=services&verb=list"
-lists_before=$(grep -c '"verb": "list"' "$T/ctl.out")
+lists_before=$(lists services)
 kuproxy_mark
 ctl POST /watches/garbage "@$T/w-garbage.json"
 kuproxy_port utf8 default/utf8:http/TCP 3
@@ -194,8 +188,7 @@ fi
 ctl PUT /objects "$(slice_json web-1 web 127.0.0.11 127.0.0.13)"
 within 2 "after bad events, the watch still applies changes" \
     serves "$web" "web-a web-b"
-ctl GET "/stats?resource=services&verb=list"
-[ "$(grep -c '"verb": "list"' "$T/ctl.out")" = "$lists_before" ] ||
+[ "$(lists services)" = "$lists_before" ] ||
     fail "bad watch objects caused a relist"
 ok "bad watch objects skipped without a relist; an annotation that is not" \
     "UTF-8 is harmless"
@@ -240,17 +233,17 @@ ok "an opaque resourceVersion is sent back verbatim"
 probe_stop "malformed and huge API objects"
 probe_start "$web"
 kuproxy_mark
-rss0=$(kp_rss_kb)
+rss0=$(rss_kb "$KP_PID")
 fault "$T/f-bulk.json"
 relist endpointslices
 kuproxy_wait_log "endpointslices: listed 5000[0-9] objects" 20 ||
     fail "50,000 slices not listed: $(kuproxy_log_since | grep -E 'list')"
 serves "$web" "web-a" || fail "web not served after 50,000 slices"
-rss1=$(kp_rss_kb)
+rss1=$(rss_kb "$KP_PID")
 [ "$rss1" -lt 524288 ] ||
     fail "RSS $((rss1 / 1024)) MiB with 50,000 one-endpoint slices"
 ok "50,000 slices listed ($(kuproxy_log_since | grep -o 'in 1 page, [0-9]* ms'));" \
-    "RSS $((rss0 / 1024)) -> $(($(kp_rss_kb) / 1024)) MiB," \
+    "RSS $((rss0 / 1024)) -> $(($(rss_kb "$KP_PID") / 1024)) MiB," \
     "peak $(($(kp_hwm_kb) / 1024)) MiB"
 
 touch "$T/probe.stop"

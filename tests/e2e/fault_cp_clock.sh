@@ -90,7 +90,8 @@ kuproxy_port dns default/dns:dns/UDP
 kuproxy_port sticky default/sticky:http/TCP
 
 # send: one datagram from the client's fixed port; prints the source port
-# the endpoint saw (the association's), or fails.
+# the endpoint saw (the association's), or fails (call it as
+# `p=$(send WHAT) || exit 1`: fail only ends the command substitution).
 send() {
 	_before=$(grep -c '^from ' "$T/echo-dns.log")
 	timeout 5 ip netns exec "$NS_NODE" "$KPT_PYTHON" "$UDPKIT" send \
@@ -135,7 +136,7 @@ jump() {
 
 # 1. Before any jump.
 kuproxy_mark
-port1=$(send "first datagram")
+port1=$(send "first datagram") || exit 1
 x=$(sticky_tally)
 case $x in
 sticky-[123]=4) ;;
@@ -146,7 +147,8 @@ ok "association from source port $port1; sticky: $x; /healthz 200"
 
 # 2. +1 h.
 jump +1h 3600
-[ "$(send "after +1 h")" = "$port1" ] ||
+p=$(send "after +1 h") || exit 1
+[ "$p" = "$port1" ] ||
     fail "the association changed after +1 h"
 [ "$(sticky_tally)" = "$x" ] || fail "affinity after +1 h: $(tally "$T/sticky.out")"
 sleep 1
@@ -155,13 +157,14 @@ ok "+1 h: same association, sticky still $x, /healthz and /livez 200"
 
 # 3. -1 h, then the association's timeout.
 jump -1h -3600
-[ "$(send "after -1 h")" = "$port1" ] ||
+p=$(send "after -1 h") || exit 1
+[ "$p" = "$port1" ] ||
     fail "the association changed after -1 h"
 [ "$(sticky_tally)" = "$x" ] || fail "affinity after -1 h: $(tally "$T/sticky.out")"
 n=$(log_count 'new association')
 [ "$n" = 1 ] || fail "$n new associations across the jumps, want 1"
 sleep 4
-port2=$(send "after 4 s of silence")
+port2=$(send "after 4 s of silence") || exit 1
 [ "$port2" != "$port1" ] ||
     fail "the association outlived --udp-timeout after -1 h"
 [ "$(log_count 'new association')" = 2 ] ||

@@ -109,7 +109,7 @@ lock_held_test() {
 		[ "$_n" -lt 100 ] || e2e_error "flock did not take the lock"
 		sleep 0.02
 	done
-	failures0=$(kp_metric kubeproxy_sync_proxy_rules_iptables_restore_failures_total)
+	failures0=$(metric kubeproxy_sync_proxy_rules_iptables_restore_failures_total)
 	services fresh | replace_file "$file"
 	kuproxy_port fresh default/fresh:http/TCP 5
 	: >"$T/lat.out"
@@ -138,7 +138,7 @@ lock_held_test() {
 	held=$(log_count 'the xtables lock .* is held by another program')
 	[ "$held" -ge 1 ] && [ "$held" -le 12 ] ||
 	    fail "$backend: $held 'lock is held' lines in 10 s"
-	failures1=$(kp_metric kubeproxy_sync_proxy_rules_iptables_restore_failures_total)
+	failures1=$(metric kubeproxy_sync_proxy_rules_iptables_restore_failures_total)
 	[ "$failures1" -gt "$failures0" ] ||
 	    fail "$backend: restore failures $failures0 -> $failures1"
 	ok "$backend: fresh's portal works $(($(now_ms) - released)) ms after" \
@@ -167,9 +167,9 @@ for backend in $backends; do
 	    -s 198.51.100.8/32 -j RETURN ||
 	    e2e_error "iptables-$backend -I PREROUTING"
 	foreign_view "$backend" >"$T/foreign-1"
-	syncs0=$(kp_metric kubeproxy_sync_proxy_rules_duration_seconds_count)
+	syncs0=$(metric kubeproxy_sync_proxy_rules_duration_seconds_count)
 	sleep 2.3
-	syncs=$(($(kp_metric kubeproxy_sync_proxy_rules_duration_seconds_count) -
+	syncs=$(($(metric kubeproxy_sync_proxy_rules_duration_seconds_count) -
 	    syncs0))
 	[ "$syncs" -ge 2 ] || fail "$backend: $syncs periodic syncs in 2.3 s"
 	foreign_view "$backend" >"$T/foreign-2"

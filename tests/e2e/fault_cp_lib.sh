@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 #
-# Helpers for the control-plane fault tests (tests/e2e/fault_cp_*.sh),
-# sourced after lib.sh: the fake API server (tests/fakeapi) in the test's
+# Helpers for the control-plane fault tests (tests/e2e/fault_cp_*.sh); it
+# sources lib.sh and faultlib.sh (metric, rss_kb): the fake API server (tests/fakeapi) in the test's
 # node namespace, kuproxy pointed at it through a kubeconfig, objects as
 # JSON, and a probe that keeps connecting to a healthy service in the
 # background while a fault is injected, so that a test can assert that not
@@ -15,12 +15,21 @@
 #   svc_json, slice_json           objects for ctl
 #   kp_start NAME KUBECONFIG [FLAGS]   kuproxy against it; KP_PID, KP_LOG
 #   serves PORT "NAMES", within SECONDS WHAT CMD...   what a client sees
-#   probe_start PORT NAME, probe_stop   the background probe and its verdict
-#   kp_rss_kb, kp_hwm_kb           kuproxy's resident memory, now and peak
+#   relist RESOURCE, lists RESOURCE   a relist now; lists answered so far
+#   probe_start PORT, probe_stop WHAT   the background probe, its verdict
+#   kp_hwm_kb                      kuproxy's peak resident memory
 #   log_count ERE                  lines matching ERE since the mark
+#   kp_reloads_are OK BAD          kuproxy_config_reloads_total's counts
+#   cp_fault_certs                 the TLS fault tests' certificates
+#   kp_healthz                     /healthz's HTTP status
+#   retries_check MIN ERE          failed API requests back off and grow
+#   probe_start_at, probe_start_timed, probe_slowest_ms   probe variants
+#   cp_mem_bound                   a memory bound, tripled under ASan
+#   fakeapi_stop                   stop the API server
 # Scratch variables are _c-prefixed globals (POSIX sh has no local).
 
 . "${KUPROXY_SRCDIR:-$(dirname "$0")/../..}/tests/e2e/lib.sh"
+. "${KUPROXY_SRCDIR:-$(dirname "$0")/../..}/tests/e2e/faultlib.sh"
 
 cp_init() {
 	e2e_init
@@ -167,21 +176,24 @@ within() {
 	ok "$_c_what after $(($(now_ms) - _c_t0)) ms"
 }
 
+# relist RESOURCE: make kuproxy relist RESOURCE now (an ERROR 410 ends its
+# watch).
+relist() {
+	ctl POST /watches/error "{\"code\":410,\"resource\":\"$1\"}"
+}
+
+# lists RESOURCE: how many lists of RESOURCE the API has answered.
+lists() {
+	ctl GET "/stats?resource=$1&verb=list"
+	grep -c '"verb": "list"' "$T/ctl.out"
+}
+
 # probe_start PORT: connect to 127.0.0.1:PORT in the node namespace every
 # 0.1 s, each answer appended to $T/probe.all, until probe_stop.  Every
 # connection must be answered by a backend (whichever endpoints the
 # service has at the time).
 probe_start() {
-	rm -f "$T/probe.stop" "$T/probe.all"
-	(
-		while [ ! -e "$T/probe.stop" ]; do
-			client "$NS_NODE" --connect "127.0.0.1:$1" --count 3 \
-			    --timeout 2 >>"$T/probe.all" 2>&1
-			sleep 0.1
-		done
-	) &
-	PROBE_PID=$!
-	E2E_PIDS="$E2E_PIDS $PROBE_PID"
+	probe_start_at "$NS_NODE" "127.0.0.1:$1"
 }
 
 # probe_stop WHAT: stop the probe; fail unless it made connections and
@@ -200,10 +212,6 @@ probe_stop() {
 	    "($(tally "$T/probe.all"))"
 }
 
-kp_rss_kb() {
-	awk '/^VmRSS:/ { print $2 }' "/proc/$KP_PID/status"
-}
-
 kp_hwm_kb() {
 	awk '/^VmHWM:/ { print $2 }' "/proc/$KP_PID/status"
 }
@@ -213,21 +221,11 @@ log_count() {
 	kuproxy_log_since | grep -cE -- "$1"
 }
 
-# kp_metric SAMPLE: the value of one sample, its name and labels written as
-# /metrics prints them (e.g. 'kuproxy_config_reloads_total{result="ok"}'),
-# from the kuproxy in $NS_NODE (metrics on their default address); nothing
-# when it is absent.  The page stays in $T/metrics.out.
-kp_metric() {
-	nsx "$NS_NODE" curl -s --max-time 3 http://127.0.0.1:10249/metrics \
-	    >"$T/metrics.out" 2>/dev/null
-	awk -v s="$1" '$1 == s { print $2 }' "$T/metrics.out"
-}
-
 # kp_reloads_are SUCCESS FAILURE: whether kuproxy_config_reloads_total is
 # at those counts; what it is goes to $T/reloads.
 kp_reloads_are() {
-	_c_ok=$(kp_metric 'kuproxy_config_reloads_total{result="success"}')
-	_c_bad=$(kp_metric 'kuproxy_config_reloads_total{result="failure"}')
+	_c_ok=$(metric 'kuproxy_config_reloads_total{result="success"}')
+	_c_bad=$(metric 'kuproxy_config_reloads_total{result="failure"}')
 	echo "reloads: success $_c_ok, failure $_c_bad" >"$T/reloads"
 	[ "$_c_ok" = "$1" ] && [ "$_c_bad" = "$2" ]
 }
@@ -300,15 +298,18 @@ PY
 	[ "$_c_rc" = 0 ] || fail "back-off: $(grep FAIL "$T/retries")"
 }
 
-# probe_start_at NS ADDR:PORT: probe_start's probe from another namespace
-# to any address, e.g. a ClusterIP through kuproxy's portal rules;
+# probe_start_at NS ADDR:PORT [CLIENT-ARGS...]: probe_start's probe from
+# any namespace to any address, e.g. a ClusterIP through kuproxy's portal
+# rules, with more tcpkit client arguments (a later --timeout wins);
 # probe_stop ends it the same way.
 probe_start_at() {
 	rm -f "$T/probe.stop" "$T/probe.all"
 	(
+		_c_ns=$1 _c_to=$2
+		shift 2
 		while [ ! -e "$T/probe.stop" ]; do
-			client "$1" --connect "$2" --count 3 --timeout 2 \
-			    >>"$T/probe.all" 2>&1
+			client "$_c_ns" --connect "$_c_to" --count 3 --timeout 2 \
+			    "$@" >>"$T/probe.all" 2>&1
 			sleep 0.1
 		done
 	) &
@@ -321,16 +322,7 @@ probe_start_at() {
 # for a fault that is expected to slow connections down rather than fail
 # them.  probe_stop gives the verdict; probe_slowest_ms the slowest one.
 probe_start_timed() {
-	rm -f "$T/probe.stop" "$T/probe.all"
-	(
-		while [ ! -e "$T/probe.stop" ]; do
-			client "$NS_NODE" --connect "127.0.0.1:$1" --count 3 \
-			    --timeout "$2" --show-ms >>"$T/probe.all" 2>&1
-			sleep 0.1
-		done
-	) &
-	PROBE_PID=$!
-	E2E_PIDS="$E2E_PIDS $PROBE_PID"
+	probe_start_at "$NS_NODE" "127.0.0.1:$1" --timeout "$2" --show-ms
 }
 
 # The slowest connection probe_start_timed saw, in whole milliseconds.

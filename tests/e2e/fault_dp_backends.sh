@@ -158,8 +158,6 @@ for mode in $KPT_RELAY_MODES; do
 	[ "$slow" = "$fails2" ] ||
 	    fail "$slow connections took >= 240 ms, but the black hole was" \
 	    "dialled $fails2 times: $(awk '{print $3}' "$T/mixed.out" | tr '\n' ' ')"
-	[ "$slow_max" -lt 1000 ] ||
-	    fail "a connection took $slow_max ms (at most 250+500 expected)"
 	ok "30/30 served by pod-3; failures refused $fails1, black-holed" \
 	    "$fails2 (counters exact); black-holed connections took" \
 	    "$slow_min-$slow_max ms"

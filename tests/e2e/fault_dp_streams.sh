@@ -24,6 +24,8 @@
 . "${KUPROXY_SRCDIR:-$(dirname "$0")/../..}/tests/e2e/lib.sh"
 . "${KUPROXY_SRCDIR:-$(dirname "$0")/../..}/tests/e2e/faultlib.sh"
 fault_init
+command -v strace >/dev/null 2>&1 ||
+    e2e_error "missing strace (packaging/install-deps installs it)"
 e2e_topology
 IPT=iptables
 printf '*filter\nCOMMIT\n' | nsx "$NS_POD2" iptables-restore --noflush \
@@ -85,10 +87,6 @@ mixed_check() {
 	MIXED_SMALL=${13}
 }
 
-rss_kb() {
-	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
-}
-
 set -- $KPT_RELAY_MODES
 first_mode=$1
 for mode in $KPT_RELAY_MODES; do
@@ -108,43 +106,37 @@ for mode in $KPT_RELAY_MODES; do
 	# One transfer to warm the pools, then the measured one.
 	echo_check "$mode: warm-up" "127.0.0.1:$echo" 4194304
 	rss0=$(rss_kb "$KP_PID")
-	if command -v strace >/dev/null 2>&1; then
-		strace -f -qq -e trace=recvfrom,sendto,splice -e signal=none \
-		    -e abbrev=all -s 0 -p "$KP_PID" -o "$T/strace-$mode" &
-		strace_pid=$!
-		sleep 0.5
-	else
-		strace_pid=""
-	fi
+	strace -f -qq -e trace=recvfrom,sendto,splice -e signal=none \
+	    -e abbrev=all -s 0 -p "$KP_PID" -o "$T/strace-$mode" &
+	strace_pid=$!
+	sleep 0.5
 	echo_check "$mode: 32 MiB" "127.0.0.1:$echo" 33554432
 	rss1=$(rss_kb "$KP_PID")
 	ok "$mode: 32 MiB echoed byte-exact in $ECHO_SECS s; RSS" \
 	    "$rss0 -> $rss1 KiB"
 	rss_bounded "$mode: 32 MiB" "$rss0" "$rss1" 1024
-	if [ -n "$strace_pid" ]; then
-		kill -TERM "$strace_pid"
-		wait "$strace_pid" 2>/dev/null
-		# Bytes each call moved: "PID recvfrom(...) = N".
-		moved() {
-			awk -v c="$1(" 'index($2, c) == 1 && $NF ~ /^[0-9]+$/ {
-			    n += $NF } END { printf "%.0f\n", n }' "$T/strace-$mode"
-		}
-		by_splice=$(moved splice)
-		by_recv=$(moved recvfrom)
-		# Both directions: 64 MiB crossed kuproxy.  The relay reads
-		# the first bytes of a burst with recv and splices once a
-		# read fills its buffer, so copies stay a small fraction.
-		if [ "$mode" = splice ]; then
-			[ $((by_recv * 20)) -lt 67108864 ] ||
-			    fail "$mode: $by_recv of 64 MiB went through recv" \
-			    "(user space), $by_splice through splice"
-		fi
-		# Each spliced byte is counted twice: into a pipe, out of it.
-		ok "$mode: of 64 MiB relayed, $by_recv bytes read with recv" \
-		    "(copied), $((by_splice / 2)) spliced"
-	else
-		gap "row 9: no strace here: the splice share is not checked"
+	kill -TERM "$strace_pid"
+	wait "$strace_pid" 2>/dev/null
+	# Bytes each call moved: "PID recvfrom(...) = N".
+	moved() {
+		awk -v c="$1(" 'index($2, c) == 1 && $NF ~ /^[0-9]+$/ {
+		    n += $NF } END { printf "%.0f\n", n }' "$T/strace-$mode"
+	}
+	by_splice=$(moved splice)
+	by_recv=$(moved recvfrom)
+	# Both directions: 64 MiB crossed kuproxy.  The relay reads the first
+	# bytes of a burst with recv and splices once a read fills its
+	# buffer, so copies stay a small fraction.
+	if [ "$mode" = splice ]; then
+		[ "$by_splice" -gt 0 ] ||
+		    fail "$mode: strace saw no splice (did it attach?)"
+		[ $((by_recv * 20)) -lt 67108864 ] ||
+		    fail "$mode: $by_recv of 64 MiB went through recv" \
+		    "(user space), $by_splice through splice"
 	fi
+	# Each spliced byte is counted twice: into a pipe, out of it.
+	ok "$mode: of 64 MiB relayed, $by_recv bytes read with recv" \
+	    "(copied), $((by_splice / 2)) spliced"
 	still_healthy "$mode: write sizes" "127.0.0.1:$probe"
 
 	# ---------------------------------------------- L. loss and delay

@@ -71,7 +71,7 @@ case $got in
 esac
 sleep 0.5
 fd_baseline
-rss0=$(awk '/^VmRSS:/ { print $2 }' "/proc/$KP_PID/status")
+rss0=$(rss_kb "$KP_PID")
 SEL='{namespace="default",service="dns",port="dns",protocol="UDP"}'
 
 # ------------------------------------------------------------ 10. flood
@@ -127,7 +127,7 @@ evicted=$(metric "kuproxy_udp_associations_evicted_total$SEL")
 dropped=$(metric "kuproxy_udp_dropped_total$SEL")
 total=$(metric "kuproxy_udp_associations_total$SEL")
 [ "${evicted:-0}" -gt 0 ] || fail "no association was evicted (cap $CAP)"
-rss1=$(awk '/^VmRSS:/ { print $2 }' "/proc/$KP_PID/status")
+rss1=$(rss_kb "$KP_PID")
 rss_bounded "the flood" "$rss0" "$rss1" 32768
 ok "at most $max_assoc associations (cap $CAP) and $max_socks sockets;" \
     "$total associations made, $evicted evicted, $dropped datagrams" \

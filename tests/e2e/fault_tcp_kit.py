@@ -23,7 +23,7 @@
 #              then stop reading and sleep --hold s (the script cuts the
 #              network meanwhile).
 #   half-close send one line, shut down the write side, then wait for the
-#              end: prints "ended by eof|reset after MS ms".
+#              end: prints "ended by eof|reset|timeout after MS ms".
 import argparse
 import errno
 import os

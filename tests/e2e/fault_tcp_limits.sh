@@ -16,6 +16,7 @@
 # After each case kuproxy is alive, still serves a healthy service, and its
 # sockets and pipes are back at their baseline.
 . "${KUPROXY_SRCDIR:-$(dirname "$0")/../..}/tests/e2e/lib.sh"
+. "${KUPROXY_SRCDIR:-$(dirname "$0")/../..}/tests/e2e/faultlib.sh"
 e2e_init
 KIT="$KUPROXY_SRCDIR/tests/e2e/fault_tcp_kit.py"
 command -v curl >/dev/null 2>&1 ||
@@ -57,23 +58,6 @@ kit() {
 	timeout 30 ip netns exec "$NS_CLI" "$KPT_PYTHON" "$KIT" "$@"
 }
 
-sockets() {
-	ls -l "/proc/$KP_PID/fd" 2>/dev/null | grep -c 'socket:'
-}
-
-pipes() {
-	ls -l "/proc/$KP_PID/fd" 2>/dev/null | grep -c 'pipe:'
-}
-
-rss_kib() {
-	awk '/^VmRSS:/ { print $2 }' "/proc/$KP_PID/status"
-}
-
-metric() {
-	nsx "$NS_NODE" curl -s --max-time 5 "http://127.0.0.1:$METRICS/metrics" |
-	    awk -v m="$1" 'index($0, m) == 1 { print $2 }'
-}
-
 # healthy WHAT: kuproxy alive, the hello service answers, sockets and pipes
 # back at the baseline within 5 s (no session, no splice pipe left).
 healthy() {
@@ -82,21 +66,18 @@ healthy() {
 	[ "$_got" = "hello-0=1" ] ||
 	    fail "$mode: $1: the healthy service answered '$_got'"
 	_deadline=$(($(now_ms) + 5000))
-	until [ "$(sockets)" = "$base_sockets" ] &&
-	    [ "$(pipes)" = "$base_pipes" ]; do
+	until [ "$(fd_count "$KP_PID" socket)" = "$base_sockets" ] &&
+	    [ "$(fd_count "$KP_PID" pipe)" = "$base_pipes" ]; do
 		[ "$(now_ms)" -lt "$_deadline" ] ||
-		    fail "$mode: $1: $(sockets) sockets and $(pipes) pipes," \
+		    fail "$mode: $1: $(fd_count "$KP_PID" socket) sockets and" \
+		    "$(fd_count "$KP_PID" pipe) pipes," \
 		    "not $base_sockets and $base_pipes"
 		sleep 0.05
 	done
 	ok "$mode: $1: kuproxy alive, serving, descriptors at the baseline"
 }
 
-# kuproxy built with AddressSanitizer holds freed memory in quarantine:
-# its RSS says nothing about buffering.
-asan=0
-grep -q __asan_init "$KUPROXY_BIN" 2>/dev/null && asan=1
-METRICS=10249
+METRICS=10249	# faultlib.sh's metric reads it there
 first=1
 for mode in $KPT_RELAY_MODES; do
 	kuproxy_start "$NS_NODE" "$T/services.yaml" "$mode" \
@@ -108,8 +89,8 @@ for mode in $KPT_RELAY_MODES; do
 		kuproxy_port "$svc" "default/$svc:http/TCP"
 	done
 	ask "$NS_CLI" "$NODE:$hello" >/dev/null
-	base_sockets=$(sockets)
-	base_pipes=$(pipes)
+	base_sockets=$(fd_count "$KP_PID" socket)
+	base_pipes=$(fd_count "$KP_PID" pipe)
 
 	# Row 3: the cap.
 	rm -f "$T/go"
@@ -136,20 +117,15 @@ for mode in $KPT_RELAY_MODES; do
 	healthy "connection cap"
 
 	# Row 3: a slow reader on a fast backend.
-	rss0=$(rss_kib)
+	rss0=$(rss_kb "$KP_PID")
 	out=$(kit slow-read --connect "$NODE:$stream" --rate 1024 --seconds 5)
-	rss1=$(rss_kib)
+	rss1=$(rss_kb "$KP_PID")
 	case $out in
 	"read "*) ;;
 	*) fail "$mode: slow reader: $out" ;;
 	esac
-	if [ "$asan" = 1 ]; then
-		echo "SKIP (part): AddressSanitizer build, RSS not checked"
-	else
-		[ $((rss1 - rss0)) -lt 1024 ] ||
-		    fail "$mode: slow reader: RSS grew from $rss0 to $rss1 KiB"
-		ok "$mode: slow reader ($out): RSS $rss0 -> $rss1 KiB"
-	fi
+	rss_bounded "$mode: slow reader" "$rss0" "$rss1" 1024
+	ok "$mode: slow reader ($out): RSS $rss0 -> $rss1 KiB"
 	healthy "slow reader"
 
 	# Row 6c: half-closed, then silent.

@@ -16,10 +16,9 @@
 #   fd_back_to_baseline [S]      wait until its sockets are back to that
 #   cpu_ticks PID                user+system clock ticks used so far
 #   metric SELECTOR              a sample of the kuproxy in $NS_NODE
-#   has_metric FAMILY            whether kuproxy exports FAMILY at all
 #   still_healthy WHAT ADDR:PORT kuproxy alive, a probe service answers,
 #                                descriptors back at the baseline
-#   gap WHAT                     a pass criterion kuproxy cannot meet yet
+#   rss_kb PID                   a process's resident memory, in KiB
 #   rss_bounded WHAT BEFORE AFTER KIB   fail if RSS grew by KIB or more
 #                                (not under ASan, whose quarantine keeps
 #                                freed memory resident)
@@ -101,13 +100,6 @@ metric() {
 	    END { if (n) printf "%.0f\n", s }' "$T/metric.page"
 }
 
-# has_metric FAMILY: whether the metrics page has a # TYPE line for FAMILY.
-has_metric() {
-	timeout 5 ip netns exec "$NS_NODE" curl -s --max-time 3 \
-	    "http://127.0.0.1:10249/metrics" 2>/dev/null |
-	    grep -q "^# TYPE $1 "
-}
-
 # still_healthy WHAT ADDR:PORT: after a fault, kuproxy is alive, a healthy
 # service at ADDR:PORT (a tcpkit hello backend behind it) answers three
 # connections from $NS_NODE, and kuproxy's descriptors are back at the
@@ -123,13 +115,8 @@ still_healthy() {
 	ok "$1: kuproxy alive, the healthy service answers, $FD_NOW"
 }
 
-# gap WHAT: a pass criterion of the fault matrix that kuproxy does not meet
-# yet (a missing metric, a known bug).  It is reported, not failed, so the
-# rest of the case keeps its value; KPT_GAPS_FAIL=1 makes it fail.
-gap() {
-	echo "GAP: $*" >&2
-	[ "${KPT_GAPS_FAIL:-0}" = 1 ] && fail "gap: $*"
-	return 0
+rss_kb() {
+	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
 }
 
 # rss_bounded WHAT BEFORE AFTER KIB: fail unless RSS (KiB) grew by less than

@@ -525,8 +525,9 @@ Test(lb, all_backing_off_still_picks)
 	lb_report(lb, &c, LB_REFUSED, 0);
 	/* Nothing healthy: plain rotation, untried first. */
 	cr_assert_str_eq(pick(lb, NULL, &tried, 0), "10.0.0.1:80");
-	lb_tried_add(&tried, &a);
-	cr_assert_str_eq(pick(lb, NULL, &tried, 0), "10.0.0.2:80");
+	lb_tried_add(&tried, &b);
+	cr_assert_str_eq(pick(lb, NULL, &tried, 0), "10.0.0.3:80",
+	    "the next in rotation was tried: the untried one goes first");
 	lb_free(lb);
 }
 

@@ -1102,6 +1102,7 @@ Test(relay, removed_port_outlives_its_sessions, .timeout = 20)
 struct accepted {
 	int	fds[16];
 	int	n;
+	int	want;		/* for accepted_enough() */
 };
 
 static void
@@ -1138,27 +1139,11 @@ highest_open_fd(void)
 }
 
 static bool
-accepted_n(void *arg)
+accepted_enough(void *arg)
 {
 	struct accepted *a = arg;
 
-	return a->n >= 4;
-}
-
-static bool
-accepted_one(void *arg)
-{
-	struct accepted *a = arg;
-
-	return a->n >= 1;
-}
-
-static bool
-accepted_two(void *arg)
-{
-	struct accepted *a = arg;
-
-	return a->n >= 2;
+	return a->n >= a->want;
 }
 
 Test(relay, emfile_pauses_accept_and_recovers, .timeout = 20)
@@ -1211,7 +1196,9 @@ Test(relay, emfile_pauses_accept_and_recovers, .timeout = 20)
 	while (n_filler > 0)
 		close(filler[--n_filler]);
 	setrlimit(RLIMIT_NOFILE, &saved);
-	cr_assert(run_until(&h, accepted_n, &a, 2000), "accepted %d of 4", a.n);
+	a.want = 4;
+	cr_assert(run_until(&h, accepted_enough, &a, 2000), "accepted %d of 4",
+	    a.n);
 
 	cr_assert_geq(n_starved, 1, "accept never hit EMFILE");
 	cr_assert_leq(n_starved, 6, "accept retried %d times in 600 ms",
@@ -1493,10 +1480,12 @@ Test(relay, accepted_sockets_inherit_nodelay_and_keepalive, .timeout = 20)
 	cr_assert_not(listener_keepalive_inherited(l, 12000));
 	cr_assert_not(listener_keepalive_inherited(l, 12000),
 	    "stale until the queue has been emptied");
-	cr_assert(run_until(&h, accepted_one, &a, 2000));
+	a.want = 1;
+	cr_assert(run_until(&h, accepted_enough, &a, 2000));
 	cr_assert(listener_keepalive_inherited(l, 12000));
 	cr_assert_neq(client[1] = client_connect(port), -1);
-	cr_assert(run_until(&h, accepted_two, &a, 2000));
+	a.want = 2;
+	cr_assert(run_until(&h, accepted_enough, &a, 2000));
 
 	fd = a.fds[1];
 	cr_assert_eq(sockopt_int(fd, IPPROTO_TCP, TCP_NODELAY), 1);

@@ -461,7 +461,7 @@ Test(svc, builder_collects_and_builds_and_same_table_compares_by_value)
 
 /* Incremental building. */
 
-/* A web service with one port and a slice of n ready endpoints. */
+/* Service NAME in default with CLUSTER-IP and one TCP port "http" 80. */
 static struct svc *
 mk_web(const char *name, const char *cluster_ip)
 {

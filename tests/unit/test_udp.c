@@ -56,6 +56,7 @@ struct svcport {
 	struct svc_port		 port;
 	struct endpoint		 eps[MAX_ECHO + 1];
 	struct udp_port		*up;
+	int			 fd;		/* the service socket */
 	struct sockaddr_in	 addr;
 };
 
@@ -255,6 +256,7 @@ svc_add_on(const char *bind_addr, const char *dst_addr)
 	fd = listener_bind(SVC_PROTO_UDP, bind_addr, 0, 0, 0, &port, err,
 	    sizeof(err));
 	cr_assert_geq(fd, 0, "listener_bind: %s", err);
+	s->fd = fd;
 	s->up = udp_port_new(&s->pp, fd, err, sizeof(err));
 	cr_assert_not_null(s->up, "udp_port_new: %s", err);
 	s->pp.udp = s->up;
@@ -779,40 +781,17 @@ Test(udp, privileged_sources_are_dropped_when_asked)
 	close(c);
 }
 
-/* The descriptor of the UDP socket bound to 127.0.0.1:port. */
-static int
-find_service_fd(uint16_t port)
-{
-	struct sockaddr_in	sin;
-	socklen_t		len;
-	int			fd, type;
-
-	for (fd = 3; fd < 1024; fd++) {
-		len = sizeof(type);
-		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == -1 ||
-		    type != SOCK_DGRAM)
-			continue;
-		len = sizeof(sin);
-		if (getsockname(fd, (struct sockaddr *)&sin, &len) == 0 &&
-		    sin.sin_family == AF_INET && sin.sin_port == htons(port) &&
-		    sin.sin_addr.s_addr == htonl(INADDR_LOOPBACK))
-			return fd;
-	}
-	return -1;
-}
-
 Test(udp, receive_buffer_overflows_are_counted)
 {
 	struct svcport	*s;
 	struct echo	*e;
-	int		 c, fd, small = 4096, i, sent = 200;
+	int		 c, small = 4096, i, sent = 200;
 	char		 payload[1000];
 
 	e = echo_add("A", ECHO_RAW);
 	s = svc_add();
 	svc_use_echoes(s, "A");
-	cr_assert_neq(fd = find_service_fd(ntohs(s->addr.sin_port)), -1);
-	cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &small,
+	cr_assert_eq(setsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &small,
 	    sizeof(small)), 0);
 	c = client_new();
 	memset(payload, 'x', sizeof(payload));
