@@ -75,9 +75,11 @@ bad_token_file() {
 	    fail "$1: the error is not logged exactly once"
 	ok "$1: $(kuproxy_log_since | grep -m1 'keeping the previous token' |
 	    sed 's/^[^]]*\] //'); the old token still works"
-	# Both informers watch again before the next step: one still backing
-	# off from this 401 would delay what the next step times.
+	# Both informers watch again before the next step, for over a second
+	# (a younger watch dropped without events counts as a failure): one
+	# backing off would delay what the next step times.
 	ctl GET "/wait?open_watches=2&timeout=10"
+	sleep 1.1
 }
 
 echo "" | replace_file "$T/client-token"
