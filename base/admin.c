@@ -44,6 +44,7 @@
 #include "proxy/lb.h"
 #include "proxy/listener.h"
 #include "proxy/pport.h"
+#include "proxy/worker.h"
 #include "proxy/proxier.h"
 #include "proxy/tcp_relay.h"
 
@@ -513,6 +514,25 @@ admin_process_metrics(struct evbuffer *b)
 	    boot + (double)start / (double)ticks);
 }
 
+/* How the kernel shared clients out over the --workers event loops. */
+static void
+admin_worker_metrics(struct evbuffer *b)
+{
+	const char	*label[] = { "worker", NULL, NULL };
+	char		 index[16];
+	unsigned	 i;
+
+	metrics_family(b, "kuproxy_worker_sessions_total", "counter",
+	    "TCP connections and UDP associations started, by the worker "
+	    "(event loop) that serves them");
+	for (i = 0; worker_at(i) != NULL; i++) {
+		snprintf(index, sizeof(index), "%u", i);
+		label[1] = index;
+		metrics_sample(b, "kuproxy_worker_sessions_total", label,
+		    (double)PPORT_STAT_GET(worker_env(worker_at(i))->started));
+	}
+}
+
 /*
  * Clients rejected above the cap, accept pauses, resets passed on and
  * admin connections cut: how the data path and this server held up under
@@ -548,6 +568,7 @@ admin_relay_metrics(struct admin *a, struct evbuffer *b)
 	dir[1] = "client";
 	metrics_sample(b, "kuproxy_tcp_resets_total", dir,
 	    (double)tcp_relay_n_resets(false));
+	admin_worker_metrics(b);
 	metrics_family(b, "kuproxy_admin_connections_cut_total", "counter",
 	    "Health and metrics connections cut: open 10 s after accept, or "
 	    "the oldest when 64 were open");
@@ -651,54 +672,55 @@ struct port_metric {
 static uint64_t
 v_active(const struct pport *p)
 {
-	return p->proto == SVC_PROTO_UDP ? p->stats.udp_assoc_active :
-	    p->stats.conns_active;
+	if (p->proto == SVC_PROTO_UDP)
+		return PPORT_STAT_GET(p->stats.udp_assoc_active);
+	return PPORT_STAT_GET(p->stats.conns_active);
 }
 
 static uint64_t
 v_total(const struct pport *p)
 {
-	return p->stats.conns_total;
+	return PPORT_STAT_GET(p->stats.conns_total);
 }
 static uint64_t
 v_in(const struct pport *p)
 {
-	return p->stats.bytes_in;
+	return PPORT_STAT_GET(p->stats.bytes_in);
 }
 static uint64_t
 v_out(const struct pport *p)
 {
-	return p->stats.bytes_out;
+	return PPORT_STAT_GET(p->stats.bytes_out);
 }
 static uint64_t
 v_noep(const struct pport *p)
 {
-	return p->stats.no_endpoints;
+	return PPORT_STAT_GET(p->stats.no_endpoints);
 }
 static uint64_t
 v_fail(const struct pport *p)
 {
-	return p->stats.connect_failures;
+	return PPORT_STAT_GET(p->stats.connect_failures);
 }
 static uint64_t
 v_assoc(const struct pport *p)
 {
-	return p->stats.udp_assoc_active;
+	return PPORT_STAT_GET(p->stats.udp_assoc_active);
 }
 static uint64_t
 v_assoc_total(const struct pport *p)
 {
-	return p->stats.udp_assoc_total;
+	return PPORT_STAT_GET(p->stats.udp_assoc_total);
 }
 static uint64_t
 v_evicted(const struct pport *p)
 {
-	return p->stats.udp_assoc_evicted;
+	return PPORT_STAT_GET(p->stats.udp_assoc_evicted);
 }
 static uint64_t
 v_dropped(const struct pport *p)
 {
-	return p->stats.udp_dropped;
+	return PPORT_STAT_GET(p->stats.udp_dropped);
 }
 
 static const struct port_metric port_metrics[] = {
@@ -787,9 +809,9 @@ admin_endpoint_sample(struct ep_stats *e, void *arg)
 	char			 port[64], ep[SVC_IPSTRLEN + 8];
 	uint64_t		 v[3];
 
-	v[0] = e->active;
-	v[1] = e->total;
-	v[2] = e->connect_failures;
+	v[0] = PPORT_STAT_GET(e->active);
+	v[1] = PPORT_STAT_GET(e->total);
+	v[2] = PPORT_STAT_GET(e->connect_failures);
 	pport_labels(w->pp, labels, port, sizeof(port));
 	labels[8] = "endpoint";
 	labels[9] = lb_target_str(&e->target, ep, sizeof(ep));

@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "base/clock.h"
 #include "base/admin.h"
@@ -35,6 +36,7 @@
 #include "proxy/portal.h"
 #include "proxy/proxier.h"
 #include "proxy/tcp_relay.h"
+#include "proxy/worker.h"
 #include "watch/kube_http.h"
 #include "watch/kubeconfig.h"
 #include "watch/source.h"
@@ -114,26 +116,6 @@ raise_nofile_limit(void)
 		    (unsigned long long)rl.rlim_cur);
 }
 
-/*
- * The relay registers each socket once, edge-triggered, and learns of a
- * peer's FIN from EV_CLOSED: a level-triggered backend (poll, select, or
- * epoll disabled with EVENT_NOEPOLL) would spin on readable sockets.
- */
-static struct event_base *
-daemon_event_base(void)
-{
-	struct event_config	*cfg;
-	struct event_base	*base;
-
-	if ((cfg = event_config_new()) == NULL)
-		return NULL;
-	event_config_require_features(cfg, EV_FEATURE_ET |
-	    EV_FEATURE_EARLY_CLOSE);
-	base = event_base_new_with_config(cfg);
-	event_config_free(cfg);
-	return base;
-}
-
 static void
 daemon_publish(struct svctab *tab, void *arg)
 {
@@ -151,10 +133,27 @@ daemon_publish(struct svctab *tab, void *arg)
  * Settings a running daemon can take from a reloaded configuration; the
  * others (addresses, ports, backend, sources) need a restart.
  */
+/* The settings the workers read, while they wait (workers_quiesce()). */
+static void
+daemon_take_relay_conf(void *arg)
+{
+	struct conf	*c = ((struct conf **)arg)[0];
+	struct conf	*n = ((struct conf **)arg)[1];
+
+	c->verbosity = n->verbosity;
+	c->logging_format = n->logging_format;
+	log_init(c->verbosity, c->logging_format);
+	c->udp_timeout_ms = n->udp_timeout_ms;
+	c->udp_max_assoc_per_port = n->udp_max_assoc_per_port;
+	c->udp_max_assoc_total = n->udp_max_assoc_total;
+	c->tcp_idle_timeout_ms = n->tcp_idle_timeout_ms;
+}
+
 static void
 daemon_take_conf(struct daemon *d, struct conf *n)
 {
 	struct conf	*c = &d->conf;
+	struct conf	*both[2] = { c, n };
 	bool		 rules = false;
 
 	if (strcmp(n->bind_address, c->bind_address) != 0 ||
@@ -164,13 +163,7 @@ daemon_take_conf(struct daemon *d, struct conf *n)
 	    n->relay_mode != c->relay_mode)
 		log_warnx("SIGHUP: bind address, proxy port range, iptables "
 		    "backend and relay mode take effect at the next restart");
-	c->verbosity = n->verbosity;
-	c->logging_format = n->logging_format;
-	log_init(c->verbosity, c->logging_format);
-	c->udp_timeout_ms = n->udp_timeout_ms;
-	c->udp_max_assoc_per_port = n->udp_max_assoc_per_port;
-	c->udp_max_assoc_total = n->udp_max_assoc_total;
-	c->tcp_idle_timeout_ms = n->tcp_idle_timeout_ms;
+	workers_quiesce(daemon_take_relay_conf, both);
 	c->sync_period_ms = n->sync_period_ms;
 	c->min_sync_period_ms = n->min_sync_period_ms;
 	c->shutdown_grace_ms = n->shutdown_grace_ms;
@@ -240,7 +233,7 @@ daemon_drain_tick(evutil_socket_t fd, short events, void *arg)
 	if (d->drain_left_ms <= 0) {
 		log_info("shutdown grace period over; closing %zu "
 		    "connections", active);
-		tcp_relay_close_all();
+		workers_close_sessions();
 		event_base_loopexit(d->base, NULL);
 		return;
 	}
@@ -255,7 +248,7 @@ daemon_on_term(evutil_socket_t sig, short events, void *arg)
 
 	if (d->stopping) {
 		log_info("signal %d again: exiting now", (int)sig);
-		tcp_relay_close_all();
+		workers_close_sessions();
 		event_base_loopbreak(d->base);
 		return;
 	}
@@ -312,13 +305,18 @@ daemon_start_api_source(struct daemon *d)
 static int
 daemon_run(struct daemon *d)
 {
-	char err[512];
+	char		err[512];
+	unsigned	n_workers = d->conf.workers != 0 ? d->conf.workers :
+			    workers_default();
 
 	raise_nofile_limit();
 	/* Writes to a peer that has gone must fail with EPIPE, not kill us. */
 	signal(SIGPIPE, SIG_IGN);
 
-	if ((d->base = daemon_event_base()) == NULL)
+	/* One loop needs no locks: only workers pay for them. */
+	if (n_workers > 1 && evthread_use_pthreads() == -1)
+		fatalx("cannot set up libevent's locking for --workers");
+	if ((d->base = worker_base_new()) == NULL)
 		fatalx("cannot create the event loop: this libevent has no "
 		    "edge-triggered backend (epoll)");
 	if (d->conf.services_file == NULL && !daemon_wants_api_source(d)) {
@@ -332,6 +330,12 @@ daemon_run(struct daemon *d)
 	 * to come), and a missing capability stops us before any rule.
 	 */
 	if (privdrop_setup(&d->conf, err, sizeof(err)) == -1) {
+		log_warnx("%s", err);
+		return 1;
+	}
+	/* After dropping root: threads inherit what is left. */
+	if (workers_start(d->base, &d->conf, n_workers, err,
+	    sizeof(err)) == -1) {
 		log_warnx("%s", err);
 		return 1;
 	}
@@ -392,10 +396,11 @@ daemon_free(struct daemon *d)
 	source_api_free(d->api);
 	status_server_free(d->status);
 	admin_free(d->admin);
-	if (d->proxier != NULL) {
+	/* Sockets close on their workers, then the workers stop. */
+	if (d->proxier != NULL)
 		proxier_stop(d->proxier);
-		proxier_free(d->proxier);
-	}
+	workers_stop();
+	proxier_free(d->proxier);
 	if (d->base != NULL)
 		event_base_free(d->base);
 	conf_clear(&d->conf);

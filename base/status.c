@@ -57,6 +57,13 @@ ip_array(const struct svc_ip *ips, size_t n, uint16_t port)
 	return a;
 }
 
+/* A counter the workers add to (pport.h), as a JSON integer. */
+static int64_t
+stat_i64(const uint64_t *v)
+{
+	return (int64_t)PPORT_STAT_GET(*v);
+}
+
 static json_object *
 endpoint_object(struct pport *pp, const struct endpoint *spec,
     const struct ep_stats *e)
@@ -75,15 +82,15 @@ endpoint_object(struct pport *pp, const struct endpoint *spec,
 	json_object_object_add(o, "terminating", json_object_new_boolean(
 	    spec != NULL && (spec->flags & EP_F_TERMINATING)));
 	json_object_object_add(o, "activeConnections",
-	    json_object_new_int64((int64_t)e->active));
+	    json_object_new_int64(stat_i64(&e->active)));
 	json_object_object_add(o, "totalConnections",
-	    json_object_new_int64((int64_t)e->total));
+	    json_object_new_int64(stat_i64(&e->total)));
 	json_object_object_add(o, "bytesToEndpoint",
-	    json_object_new_int64((int64_t)e->bytes_in));
+	    json_object_new_int64(stat_i64(&e->bytes_in)));
 	json_object_object_add(o, "bytesToClient",
-	    json_object_new_int64((int64_t)e->bytes_out));
+	    json_object_new_int64(stat_i64(&e->bytes_out)));
 	json_object_object_add(o, "connectFailures",
-	    json_object_new_int64((int64_t)e->connect_failures));
+	    json_object_new_int64(stat_i64(&e->connect_failures)));
 	return o;
 }
 
@@ -106,7 +113,7 @@ departed_endpoint(struct ep_stats *e, void *arg)
 		    ep->port == e->target.port)
 			return;
 	}
-	if (e->active > 0)
+	if (PPORT_STAT_GET(e->active) > 0)
 		json_object_array_add(w->array, endpoint_object(w->pp, NULL,
 		    e));
 }
@@ -151,24 +158,25 @@ pport_object(struct pport *pp)
 	json_object_object_add(o, "usableEndpoints",
 	    json_object_new_int64((int64_t)lb_n_endpoints(pp->lb)));
 	json_object_object_add(o, "activeConnections", json_object_new_int64(
-	    (int64_t)(pp->proto == SVC_PROTO_UDP ? pp->stats.udp_assoc_active :
-	    pp->stats.conns_active)));
+	    pp->proto == SVC_PROTO_UDP ? stat_i64(&pp->stats.udp_assoc_active) :
+	    stat_i64(&pp->stats.conns_active)));
 	json_object_object_add(o, "totalConnections", json_object_new_int64(
-	    (int64_t)(pp->proto == SVC_PROTO_UDP ? pp->stats.udp_assoc_total :
-	    pp->stats.conns_total)));
+	    pp->proto == SVC_PROTO_UDP ? stat_i64(&pp->stats.udp_assoc_total) :
+	    stat_i64(&pp->stats.conns_total)));
 	json_object_object_add(o, "bytesToEndpoints",
-	    json_object_new_int64((int64_t)pp->stats.bytes_in));
+	    json_object_new_int64(stat_i64(&pp->stats.bytes_in)));
 	json_object_object_add(o, "bytesToClients",
-	    json_object_new_int64((int64_t)pp->stats.bytes_out));
+	    json_object_new_int64(stat_i64(&pp->stats.bytes_out)));
 	json_object_object_add(o, "connectFailures",
-	    json_object_new_int64((int64_t)pp->stats.connect_failures));
+	    json_object_new_int64(stat_i64(&pp->stats.connect_failures)));
 	json_object_object_add(o, "noEndpointRejections",
-	    json_object_new_int64((int64_t)pp->stats.no_endpoints));
+	    json_object_new_int64(stat_i64(&pp->stats.no_endpoints)));
 	if (pp->proto == SVC_PROTO_UDP) {
 		json_object_object_add(o, "udpAssociationsEvicted",
-		    json_object_new_int64((int64_t)pp->stats.udp_assoc_evicted));
+		    json_object_new_int64(stat_i64(
+		    &pp->stats.udp_assoc_evicted)));
 		json_object_object_add(o, "udpDropped",
-		    json_object_new_int64((int64_t)pp->stats.udp_dropped));
+		    json_object_new_int64(stat_i64(&pp->stats.udp_dropped)));
 	}
 	/* Endpoints in table order, with their counters (zero if unused). */
 	for (i = 0; i < port->n_endpoints; i++) {

@@ -122,8 +122,9 @@ svc_new(void)
 struct svc *
 svc_ref(struct svc *s)
 {
-	assert(s->refcnt > 0);
-	s->refcnt++;
+	assert(__atomic_load_n(&s->refcnt, __ATOMIC_RELAXED) > 0);
+	/* Atomic: a worker's last session may drop a spec's last reference. */
+	__atomic_fetch_add(&s->refcnt, 1, __ATOMIC_RELAXED);
 	return s;
 }
 
@@ -157,8 +158,8 @@ svc_unref(struct svc *s)
 
 	if (s == NULL)
 		return;
-	assert(s->refcnt > 0);
-	if (--s->refcnt > 0)
+	assert(__atomic_load_n(&s->refcnt, __ATOMIC_RELAXED) > 0);
+	if (__atomic_sub_fetch(&s->refcnt, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
 	for (i = 0; i < s->n_ports; i++)
 		svc_port_clear(&s->ports[i]);

@@ -94,6 +94,8 @@ struct conf {
 	uint32_t		 tcp_keepalive_ms;
 	/* --max-connections: TCP sessions at once, 0 unlimited */
 	uint32_t		 tcp_max_connections;
+	/* --workers: data-path event loops, 0 one per CPU */
+	uint32_t		 workers;
 	/* --relay-mode splice|copy */
 	enum conf_relay_mode	 relay_mode;
 

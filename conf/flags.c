@@ -255,6 +255,10 @@ static const struct flag flags[] = {
 	  "lines." },
 	COMMAND_FLAG("version", 0, CONF_CMD_VERSION,
 	    "Print the version and exit."),
+	UINT32_FLAG("workers", workers, 0, "0",
+	    "Event loops relaying connections, each with its own socket on "
+	    "every proxy port (SO_REUSEPORT; at most 64).  0 starts one per "
+	    "CPU kuproxy may run on; 1 relays on the main loop alone."),
 };
 
 #define N_FLAGS	(sizeof(flags) / sizeof(flags[0]))

@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,8 +27,15 @@ ep_stats_cmp(const struct ep_stats *a, const struct ep_stats *b)
 
 KU_RB_GENERATE_STATIC(ep_stats_tree, ep_stats, entry, ep_stats_cmp)
 
-struct ep_stats *
-ep_stats_find(struct ep_stats_tree *tree, const struct lb_target *t)
+/*
+ * The workers of a port share its tree (proxy/worker.h): one lock for
+ * every tree guards their shape and the users counts; sessions add to
+ * the counters with atomics.  Taken once per session start and end.
+ */
+static pthread_mutex_t	ep_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct ep_stats *
+ep_stats_find_locked(struct ep_stats_tree *tree, const struct lb_target *t)
 {
 	struct ep_stats key;
 
@@ -36,25 +44,42 @@ ep_stats_find(struct ep_stats_tree *tree, const struct lb_target *t)
 }
 
 struct ep_stats *
+ep_stats_find(struct ep_stats_tree *tree, const struct lb_target *t)
+{
+	struct ep_stats *e;
+
+	pthread_mutex_lock(&ep_lock);
+	e = ep_stats_find_locked(tree, t);
+	pthread_mutex_unlock(&ep_lock);
+	return e;
+}
+
+struct ep_stats *
 ep_stats_get(struct ep_stats_tree *tree, const struct lb_target *t)
 {
 	struct ep_stats *e;
 
-	if ((e = ep_stats_find(tree, t)) == NULL) {
-		if ((e = calloc(1, sizeof(*e))) == NULL)
-			return NULL;
+	pthread_mutex_lock(&ep_lock);
+	if ((e = ep_stats_find_locked(tree, t)) == NULL &&
+	    (e = calloc(1, sizeof(*e))) != NULL) {
 		e->target = *t;
 		RB_INSERT(ep_stats_tree, tree, e);
 	}
-	e->users++;
+	if (e != NULL)
+		e->users++;
+	pthread_mutex_unlock(&ep_lock);
 	return e;
 }
 
 void
 ep_stats_put(struct ep_stats *e)
 {
-	if (e != NULL && e->users > 0)
+	if (e == NULL)
+		return;
+	pthread_mutex_lock(&ep_lock);
+	if (e->users > 0)
 		e->users--;
+	pthread_mutex_unlock(&ep_lock);
 }
 
 static bool
@@ -74,12 +99,14 @@ ep_stats_prune(struct ep_stats_tree *tree, const struct svc_port *port)
 {
 	struct ep_stats *e, *next;
 
+	pthread_mutex_lock(&ep_lock);
 	RB_FOREACH_SAFE(e, ep_stats_tree, tree, next) {
 		if (e->users == 0 && !ep_in_spec(port, &e->target)) {
 			RB_REMOVE(ep_stats_tree, tree, e);
 			free(e);
 		}
 	}
+	pthread_mutex_unlock(&ep_lock);
 }
 
 void
@@ -88,8 +115,10 @@ ep_stats_foreach(struct ep_stats_tree *tree,
 {
 	struct ep_stats *e;
 
+	pthread_mutex_lock(&ep_lock);
 	RB_FOREACH(e, ep_stats_tree, tree)
 		fn(e, arg);
+	pthread_mutex_unlock(&ep_lock);
 }
 
 void
@@ -97,8 +126,10 @@ ep_stats_clear(struct ep_stats_tree *tree)
 {
 	struct ep_stats *e, *next;
 
+	pthread_mutex_lock(&ep_lock);
 	RB_FOREACH_SAFE(e, ep_stats_tree, tree, next) {
 		RB_REMOVE(ep_stats_tree, tree, e);
 		free(e);
 	}
+	pthread_mutex_unlock(&ep_lock);
 }

@@ -34,7 +34,7 @@ void		 ep_stats_put(struct ep_stats *);
 struct ep_stats	*ep_stats_find(struct ep_stats_tree *, const struct lb_target *t);
 /* Drop unused entries of endpoints that are no longer in port's spec. */
 void		 ep_stats_prune(struct ep_stats_tree *, const struct svc_port *port);
-/* Visit every entry in address order. */
+/* Visit every entry in address order; fn must not call ep_stats_*. */
 void		 ep_stats_foreach(struct ep_stats_tree *,
 		    void (*fn)(struct ep_stats *, void *), void *arg);
 /* Free every entry (the pport is going away, so no session uses them). */

@@ -29,6 +29,7 @@
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +65,29 @@ struct lb {
 	uint32_t		 timeout_s;
 	struct lb_affinity_tree	 clients;
 	size_t			 n_clients;
+	/*
+	 * Every worker picks from the same balancer (proxy/worker.h), so
+	 * round robin and affinity hold over all of them.  Through a
+	 * pointer, so that readers of a const balancer can take it.
+	 */
+	pthread_mutex_t		*lock;
+	pthread_mutex_t		 lock_store;
 };
+
+static bool	lb_backing_off_locked(const struct lb *, const struct lb_target *,
+		    long long);
+
+static void
+lb_lock(const struct lb *lb)
+{
+	pthread_mutex_lock(lb->lock);
+}
+
+static void
+lb_unlock(const struct lb *lb)
+{
+	pthread_mutex_unlock(lb->lock);
+}
 
 static int
 lb_affinity_cmp(const struct lb_affinity *a, const struct lb_affinity *b)
@@ -103,6 +126,8 @@ lb_new(void)
 		return NULL;
 	RB_INIT(&lb->clients);
 	lb->timeout_s = SVC_AFFINITY_DEFAULT_S;
+	lb->lock = &lb->lock_store;
+	pthread_mutex_init(lb->lock, NULL);
 	return lb;
 }
 
@@ -132,6 +157,7 @@ lb_free(struct lb *lb)
 	lb_affinity_clear(lb);
 	free(lb->targets);
 	free(lb->health);
+	pthread_mutex_destroy(lb->lock);
 	free(lb);
 }
 
@@ -208,8 +234,8 @@ lb_cursor_after_update(const struct lb *lb)
  * round-robin cursor continues after the last pick.  timeout_s 0 means the
  * default.  Returns 0, or -1 on allocation failure (the old set stays).
  */
-int
-lb_update(struct lb *lb, const struct endpoint *eps, size_t n,
+static int
+lb_update_locked(struct lb *lb, const struct endpoint *eps, size_t n,
     enum svc_affinity affinity, uint32_t timeout_s)
 {
 	struct lb_target *targets = NULL;
@@ -263,8 +289,8 @@ lb_update(struct lb *lb, const struct endpoint *eps, size_t n,
 }
 
 /* The number of endpoints lb_pick() chooses from. */
-size_t
-lb_n_endpoints(const struct lb *lb)
+static size_t
+lb_n_endpoints_locked(const struct lb *lb)
 {
 	return lb->n_targets;
 }
@@ -339,8 +365,8 @@ lb_next_usable(const struct lb *lb, const struct lb_tried *tried,
  * failed try the client moves to the endpoint that answers (upstream's
  * sessionAffinityReset).  Returns 0 with *out set, or -1 with no endpoint.
  */
-int
-lb_pick(struct lb *lb, const struct svc_ip *client,
+static int
+lb_pick_locked(struct lb *lb, const struct svc_ip *client,
     const struct lb_tried *tried, long long now_ms, struct lb_target *out)
 {
 	struct lb_affinity key, *a;
@@ -357,7 +383,7 @@ lb_pick(struct lb *lb, const struct svc_ip *client,
 		key.client = *client;
 		a = RB_FIND(lb_affinity_tree, &lb->clients, &key);
 		if (a != NULL && lb_affinity_live(lb, a, now_ms) &&
-		    !lb_backing_off(lb, &a->target, now_ms)) {
+		    !lb_backing_off_locked(lb, &a->target, now_ms)) {
 			a->last_used_ms = now_ms;
 			*out = a->target;
 			return 0;
@@ -379,9 +405,9 @@ lb_pick(struct lb *lb, const struct svc_ip *client,
  * a timeout also counts towards longer dial steps; a connection makes t
  * healthy again.  Endpoints not in the set are ignored.
  */
-void
-lb_report(struct lb *lb, const struct lb_target *t, enum lb_result result,
-    long long now_ms)
+static void
+lb_report_locked(struct lb *lb, const struct lb_target *t,
+    enum lb_result result, long long now_ms)
 {
 	struct lb_health *h;
 	ssize_t i;
@@ -405,8 +431,8 @@ lb_report(struct lb *lb, const struct lb_target *t, enum lb_result result,
 }
 
 /* Dials to t in a row that timed out; 0 for an endpoint not in the set. */
-unsigned
-lb_n_timeouts(const struct lb *lb, const struct lb_target *t)
+static unsigned
+lb_n_timeouts_locked(const struct lb *lb, const struct lb_target *t)
 {
 	ssize_t i;
 
@@ -416,8 +442,8 @@ lb_n_timeouts(const struct lb *lb, const struct lb_target *t)
 }
 
 /* Whether t failed lately and is passed over until its back-off ends. */
-bool
-lb_backing_off(const struct lb *lb, const struct lb_target *t,
+static bool
+lb_backing_off_locked(const struct lb *lb, const struct lb_target *t,
     long long now_ms)
 {
 	ssize_t i;
@@ -431,8 +457,8 @@ lb_backing_off(const struct lb *lb, const struct lb_target *t,
  * Drop affinity entries idle for the timeout or longer (upstream's
  * CleanupStaleStickySessions); the proxier calls this on each sync.
  */
-void
-lb_sweep(struct lb *lb, long long now_ms)
+static void
+lb_sweep_locked(struct lb *lb, long long now_ms)
 {
 	struct lb_affinity *a, *tmp;
 
@@ -442,8 +468,8 @@ lb_sweep(struct lb *lb, long long now_ms)
 }
 
 /* The number of clients with an affinity entry (live or not yet swept). */
-size_t
-lb_n_affinity(const struct lb *lb)
+static size_t
+lb_n_affinity_locked(const struct lb *lb)
 {
 	return lb->n_clients;
 }
@@ -482,4 +508,98 @@ lb_target_str(const struct lb_target *t, char *buf, size_t len)
 	else
 		snprintf(buf, len, "%s:%u", ip, t->port);
 	return buf;
+}
+
+/* See lb.h; under the balancer's lock. */
+int
+lb_update(struct lb *lb, const struct endpoint *eps, size_t n,
+    enum svc_affinity affinity, uint32_t timeout_s)
+{
+	int	 ret;
+
+	lb_lock(lb);
+	ret = lb_update_locked(lb, eps, n, affinity, timeout_s);
+	lb_unlock(lb);
+	return ret;
+}
+
+/* See lb.h; under the balancer's lock. */
+size_t
+lb_n_endpoints(const struct lb *lb)
+{
+	size_t	 ret;
+
+	lb_lock(lb);
+	ret = lb_n_endpoints_locked(lb);
+	lb_unlock(lb);
+	return ret;
+}
+
+/* See lb.h; under the balancer's lock. */
+int
+lb_pick(struct lb *lb, const struct svc_ip *client,
+    const struct lb_tried *tried, long long now_ms, struct lb_target *out)
+{
+	int	 ret;
+
+	lb_lock(lb);
+	ret = lb_pick_locked(lb, client, tried, now_ms, out);
+	lb_unlock(lb);
+	return ret;
+}
+
+/* See lb.h; under the balancer's lock. */
+void
+lb_report(struct lb *lb, const struct lb_target *t, enum lb_result result,
+    long long now_ms)
+{
+	lb_lock(lb);
+	lb_report_locked(lb, t, result, now_ms);
+	lb_unlock(lb);
+}
+
+/* See lb.h; under the balancer's lock. */
+unsigned
+lb_n_timeouts(const struct lb *lb, const struct lb_target *t)
+{
+	unsigned	 ret;
+
+	lb_lock(lb);
+	ret = lb_n_timeouts_locked(lb, t);
+	lb_unlock(lb);
+	return ret;
+}
+
+/* See lb.h; under the balancer's lock. */
+bool
+lb_backing_off(const struct lb *lb, const struct lb_target *t,
+    long long now_ms)
+{
+	bool	 ret;
+
+	lb_lock(lb);
+	ret = lb_backing_off_locked(lb, t, now_ms);
+	lb_unlock(lb);
+	return ret;
+}
+
+/* See lb.h; under the balancer's lock. */
+void
+lb_sweep(struct lb *lb, long long now_ms)
+{
+	lb_lock(lb);
+	lb_sweep_locked(lb, now_ms);
+	lb_unlock(lb);
+}
+
+/* See lb.h; under the balancer's lock. */
+size_t
+lb_n_affinity(const struct lb *lb)
+{
+	size_t	 ret;
+
+	lb_lock(lb);
+	ret = lb_n_affinity_locked(lb);
+	lb_unlock(lb);
+	return ret;
 }

@@ -26,6 +26,11 @@
  * which Linux copies into every socket it accepts: TCP_NODELAY always, and
  * the keepalive settings tcp_relay asks for.
  *
+ * With --workers N every worker has its own socket on each proxy port
+ * (SO_REUSEPORT: the kernel spreads connections and flows over them) and
+ * its own listeners, starved list and spare descriptor, which only its
+ * thread touches; the port allocator runs on the control loop alone.
+ *
  * What to do with an accepted socket is the caller's (tcp_relay).  UDP
  * sockets get their port here and are served by udp_relay.
  */
@@ -39,6 +44,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,14 +81,25 @@ struct listener {
 
 LIST_HEAD(listener_list, listener);
 
-static struct listener_list	listeners = LIST_HEAD_INITIALIZER(listeners);
-static struct listener_list	starved = LIST_HEAD_INITIALIZER(starved);
-/* How many of our listeners hold each port: a bind try is O(1), not O(n). */
-static uint16_t			held_ports[65536];
-static struct log_ratelimit	starved_log;
+/* Each worker's (proxy/worker.h). */
+static _Thread_local struct listener_list listeners =
+    LIST_HEAD_INITIALIZER(listeners);
+static _Thread_local struct listener_list starved =
+    LIST_HEAD_INITIALIZER(starved);
 /* The spare descriptor: accepting waits while it cannot be held. */
-static int			reserve_fd = -1;
+static _Thread_local int	reserve_fd = -1;
+/*
+ * How many of our listeners hold each port: a bind try is O(1), not O(n).
+ * Written by workers opening and closing their listeners, one worker at a
+ * time (worker_run()), read by the allocator on the control loop.
+ */
+static uint16_t			held_ports[65536];
 static uint64_t			accept_errors[LISTENER_ERR_MAX];
+/* One exhaustion line per interval over every worker. */
+static struct log_ratelimit	starved_log;
+static pthread_mutex_t		starved_log_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Proxy ports are bound with SO_REUSEPORT, for more than one worker. */
+static bool			reuseport;
 
 static const char *const accept_error_names[LISTENER_ERR_MAX] = {
 	"EMFILE", "ENFILE", "ENOMEM", "other"
@@ -140,6 +157,11 @@ listener_socket(enum svc_proto proto, int family)
 		close(fd);
 		return -1;
 	}
+	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one,
+	    sizeof(one)) == -1) {
+		close(fd);
+		return -1;
+	}
 	return fd;
 }
 
@@ -151,7 +173,13 @@ listener_socket(enum svc_proto proto, int family)
 static bool
 listener_port_held(uint16_t port)
 {
-	return held_ports[port] > 0;
+	return __atomic_load_n(&held_ports[port], __ATOMIC_RELAXED) > 0;
+}
+
+static void
+listener_hold_port(uint16_t port, int n)
+{
+	__atomic_fetch_add(&held_ports[port], n, __ATOMIC_RELAXED);
 }
 
 static uint16_t
@@ -209,15 +237,42 @@ fail:
 	return -1;
 }
 
+/*
+ * Whether a socket without SO_REUSEPORT can bind ss: a socket of another
+ * program with SO_REUSEPORT and our user ID would otherwise let ours join
+ * its group and share its traffic.
+ */
+static bool
+listener_port_free(enum svc_proto proto, struct sockaddr_storage *ss,
+    socklen_t sslen)
+{
+	int type = proto == SVC_PROTO_UDP ? SOCK_DGRAM : SOCK_STREAM;
+	int probe, saved, rc, one = 1;
+
+	if ((probe = socket(ss->ss_family, type | SOCK_CLOEXEC, 0)) == -1)
+		return false;
+	/* As the real socket: TIME_WAIT connections do not count. */
+	if (proto == SVC_PROTO_TCP)
+		(void)setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one,
+		    sizeof(one));
+	rc = bind(probe, (struct sockaddr *)ss, sslen);
+	saved = errno;
+	close(probe);
+	errno = saved;
+	return rc == 0;
+}
+
 static int
-listener_try_port(int fd, struct sockaddr_storage *ss, socklen_t sslen,
-    uint16_t port)
+listener_try_port(enum svc_proto proto, int fd, struct sockaddr_storage *ss,
+    socklen_t sslen, uint16_t port)
 {
 	if (listener_port_held(port)) {
 		errno = EADDRINUSE;
 		return -1;
 	}
 	listener_sockaddr_set_port(ss, port);
+	if (reuseport && !listener_port_free(proto, ss, sslen))
+		return -1;
 	return bind(fd, (struct sockaddr *)ss, sslen);
 }
 
@@ -254,7 +309,7 @@ listener_bind(enum svc_proto proto, const char *bind_addr, uint16_t begin,
 	if (begin == 0 && preferred != 0) {
 		/* A port kept from before a restart, if it is still free. */
 		if ((fd = listener_socket(proto, ss.ss_family)) != -1 &&
-		    listener_try_port(fd, &ss, sslen, preferred) == 0) {
+		    listener_try_port(proto, fd, &ss, sslen, preferred) == 0) {
 			*port = preferred;
 			return fd;
 		}
@@ -279,7 +334,7 @@ listener_bind(enum svc_proto proto, const char *bind_addr, uint16_t begin,
 
 	/* A failed bind leaves the socket unbound: the same fd tries again. */
 	if (preferred >= begin && preferred <= end &&
-	    listener_try_port(fd, &ss, sslen, preferred) == 0) {
+	    listener_try_port(proto, fd, &ss, sslen, preferred) == 0) {
 		*port = preferred;
 		return fd;
 	}
@@ -289,7 +344,7 @@ listener_bind(enum svc_proto proto, const char *bind_addr, uint16_t begin,
 		p = (uint16_t)(begin + (offset + i) % n);
 		if (p == preferred)
 			continue;
-		if (listener_try_port(fd, &ss, sslen, p) == 0) {
+		if (listener_try_port(proto, fd, &ss, sslen, p) == 0) {
 			*port = p;
 			return fd;
 		}
@@ -301,6 +356,43 @@ listener_bind(enum svc_proto proto, const char *bind_addr, uint16_t begin,
 	    errno == EADDRINUSE ? "every port is in use" : strerror(errno));
 	close(fd);
 	return -1;
+}
+
+/* See listener.h. */
+void
+listener_set_reuseport(bool on)
+{
+	reuseport = on;
+}
+
+/* See listener.h. */
+int
+listener_bind_again(enum svc_proto proto, const char *bind_addr,
+    uint16_t port, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	int fd;
+
+	if (!reuseport) {
+		snprintf(err, errlen, "port %u: a second socket needs "
+		    "SO_REUSEPORT", port);
+		return -1;
+	}
+	if (listener_sockaddr(bind_addr, port, &ss, &sslen) == -1) {
+		snprintf(err, errlen, "bind address %s: not an IP address",
+		    bind_addr);
+		return -1;
+	}
+	if ((fd = listener_socket(proto, ss.ss_family)) == -1 ||
+	    bind(fd, (struct sockaddr *)&ss, sslen) == -1) {
+		snprintf(err, errlen, "another socket on port %u: %s", port,
+		    strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 static enum listener_accept_error
@@ -333,20 +425,26 @@ listener_reserve_take(void)
 static void
 listener_count_error(int error)
 {
-	accept_errors[listener_error_kind(error)]++;
+	__atomic_fetch_add(&accept_errors[listener_error_kind(error)], 1,
+	    __ATOMIC_RELAXED);
 }
 
 /* Stop polling after fd exhaustion; a timer or a closed session resumes. */
 static void
 listener_starve(struct listener *l, int error)
 {
-	struct timeval tv = { 0, LISTENER_STARVED_MS * 1000 };
+	struct timeval	tv = { 0, LISTENER_STARVED_MS * 1000 };
+	unsigned long	suppressed;
+	bool		say;
 
-	if (log_ratelimit_ok(&starved_log, LISTENER_LOG_EVERY_MS))
+	pthread_mutex_lock(&starved_log_lock);
+	say = log_ratelimit_ok(&starved_log, LISTENER_LOG_EVERY_MS);
+	suppressed = starved_log.suppressed;
+	pthread_mutex_unlock(&starved_log_lock);
+	if (say)
 		log_warnx("%s: accept: %s; pausing accept for %d ms or until "
 		    "a connection closes (%lu such lines suppressed)", l->what,
-		    strerror(error), LISTENER_STARVED_MS,
-		    starved_log.suppressed);
+		    strerror(error), LISTENER_STARVED_MS, suppressed);
 	l->n_starved++;
 	if (l->starved)
 		return;
@@ -476,7 +574,7 @@ listener_new(struct event_base *base, int fd, const char *what,
 		goto fail;
 	}
 	LIST_INSERT_HEAD(&listeners, l, entry);
-	held_ports[l->port]++;
+	listener_hold_port(l->port, 1);
 	/* Failing here is no failure: accepting waits until it is taken. */
 	(void)listener_reserve_take();
 	return l;
@@ -618,7 +716,7 @@ listener_free(struct listener *l)
 	if (l->starved)
 		LIST_REMOVE(l, starved_entry);
 	LIST_REMOVE(l, entry);
-	held_ports[l->port]--;
+	listener_hold_port(l->port, -1);
 	event_free(l->ev_accept);
 	event_free(l->ev_retry);
 	close(l->fd);
@@ -667,7 +765,8 @@ listener_fd_reserve_use(int error)
 uint64_t
 listener_n_accept_errors(enum listener_accept_error reason)
 {
-	return reason < LISTENER_ERR_MAX ? accept_errors[reason] : 0;
+	return reason < LISTENER_ERR_MAX ? __atomic_load_n(
+	    &accept_errors[reason], __ATOMIC_RELAXED) : 0;
 }
 
 /* The reason's label value in kuproxy_accept_errors_total. */

@@ -38,6 +38,22 @@ int		 listener_bind(enum svc_proto proto, const char *bind_addr,
 		    uint16_t begin, uint16_t end, uint16_t preferred,
 		    uint16_t *port, char *err, size_t errlen);
 
+/*
+ * With on, every proxy-port socket bound from now on has SO_REUSEPORT, so
+ * that listener_bind_again() can give each worker its own (worker.h); a
+ * port is only taken when no other program's socket holds it.
+ */
+void		 listener_set_reuseport(bool on);
+
+/*
+ * One more socket of proto on bind_addr and port, which a socket from
+ * listener_bind() holds, for another worker.  Needs
+ * listener_set_reuseport(true).  Returns the fd, or -1 with err.
+ */
+int		 listener_bind_again(enum svc_proto proto,
+		    const char *bind_addr, uint16_t port, char *err,
+		    size_t errlen);
+
 /* Called with each accepted, non-blocking, close-on-exec client socket. */
 typedef void (*listener_accept_cb)(int fd, const struct sockaddr *peer,
 		    socklen_t peerlen, void *arg);

@@ -13,7 +13,15 @@
  *         proxy ports on hosts whose INPUT rejects by default.
  *
  * portal_render.c turns service ports into restore input (pure);
- * portal.c picks the backend and runs the tools.
+ * portal.c picks the backend and runs the tools; portal_job.c runs
+ * portal_sync() off the event loop.
+ *
+ * A struct portal has no lock.  portal_sync(), portal_flush_conntrack_udp()
+ * and portal_remove() change what it keeps between calls (host IPs, whether
+ * IPv6 chains exist, warnings given), so one thread at a time may call
+ * them; while a portal_job runs, that is the job's thread.  What
+ * portal_new() set and nothing changes afterwards (the backend, bind_ip,
+ * the CIDR lists, no_physdev) may be read from any thread.
  */
 #ifndef KUPROXY_PORTAL_H
 #define KUPROXY_PORTAL_H

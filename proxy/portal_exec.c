@@ -50,16 +50,17 @@ portal_append(char **buf, size_t *len, const char *data, size_t n)
 /*
  * Start argv[0] (looked up in PATH, then /usr/sbin and /sbin, which a
  * daemon's PATH often lacks) with the given pipe ends as stdin, stdout and
- * stderr.  Returns 0 or an errno value.
+ * stderr.  The child starts with no signal blocked and SIGPIPE at its
+ * default, whatever the calling thread blocks (portal_job's thread blocks
+ * nearly everything).  Returns 0 or an errno value.
  */
 static int
-portal_spawn(pid_t *pid, char *const argv[], int in, int out, int err,
-    const sigset_t *child_mask)
+portal_spawn(pid_t *pid, char *const argv[], int in, int out, int err)
 {
 	static const char *const dirs[] = { "/usr/sbin/", "/sbin/" };
 	posix_spawn_file_actions_t	 fa;
 	posix_spawnattr_t		 attr;
-	sigset_t			 pipe_set;
+	sigset_t			 pipe_set, child_mask;
 	char				 path[256];
 	size_t				 i;
 	int				 rc;
@@ -71,7 +72,8 @@ portal_spawn(pid_t *pid, char *const argv[], int in, int out, int err,
 	posix_spawnattr_init(&attr);
 	sigemptyset(&pipe_set);
 	sigaddset(&pipe_set, SIGPIPE);
-	posix_spawnattr_setsigmask(&attr, child_mask);
+	sigemptyset(&child_mask);
+	posix_spawnattr_setsigmask(&attr, &child_mask);
 	posix_spawnattr_setsigdefault(&attr, &pipe_set);
 	posix_spawnattr_setflags(&attr,
 	    POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
@@ -175,11 +177,13 @@ portal_exec(const char *const argv[], const char *input,
 	/*
 	 * A tool that exits before reading all its input must not kill us
 	 * with SIGPIPE: block it while we write, and swallow it afterwards.
+	 * The mask is per thread and so is a write's SIGPIPE, so this holds
+	 * on the loop and on portal_job's thread alike.
 	 */
 	sigemptyset(&pipe_set);
 	sigaddset(&pipe_set, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
-	spawn_rc = portal_spawn(&pid, args, in[0], out[1], err[1], &old_mask);
+	spawn_rc = portal_spawn(&pid, args, in[0], out[1], err[1]);
 	close(in[0]);
 	close(out[1]);
 	close(err[1]);

@@ -30,7 +30,9 @@ struct portal_run {
  * program ran and exited (run->status holds its exit status; run->out and
  * run->err are non-NULL), or -1 with errno set: ENOENT when it is not
  * installed, ETIMEDOUT when it was killed.  Free run with
- * portal_run_clear() either way.
+ * portal_run_clear() either way.  Keeps no state: any thread may call it
+ * (portal_job's does), and the program starts with no signal blocked
+ * whatever the calling thread blocks.
  */
 int		 portal_exec(const char *const argv[], const char *input,
 		    struct portal_run *run);

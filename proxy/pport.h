@@ -22,11 +22,13 @@ struct listener;
 struct pipe_pool;
 struct udp_port;
 
-/* What every session of every service port shares. */
+/* What every session of one worker's service ports shares. */
 struct relay_env {
 	struct event_base	*base;
 	const struct conf	*conf;
 	struct pipe_pool	*pipes;		/* NULL in copy mode */
+	/* TCP sessions and UDP associations started here (PPORT_STAT_*). */
+	uint64_t		 started;
 };
 
 struct pport_stats {
@@ -42,6 +44,32 @@ struct pport_stats {
 	uint64_t	udp_dropped;		/* datagrams not relayed */
 };
 
+/*
+ * One worker's share of a service port: its socket on that worker's loop
+ * (see proxy/worker.h).  Only that worker touches it.
+ */
+struct pport_lane {
+	struct pport		*pp;
+	struct relay_env	*env;		/* the worker's */
+	struct listener		*listener;	/* TCP; NULL once closed */
+	struct udp_port		*udp;		/* UDP; NULL once closed */
+	int			 pending_fd;	/* to serve at lanes_flush() */
+};
+
+/*
+ * Counters every worker of the port adds to: relaxed atomics, since a
+ * reader only wants each value whole, never two values consistent.
+ */
+#define PPORT_STAT_ADD(var, n)	__atomic_fetch_add(&(var), (n), __ATOMIC_RELAXED)
+#define PPORT_STAT_SUB(var, n)	__atomic_fetch_sub(&(var), (n), __ATOMIC_RELAXED)
+#define PPORT_STAT_GET(var)	__atomic_load_n(&(var), __ATOMIC_RELAXED)
+
+/*
+ * Workers share a pport: its balancer locks (lb.c), its counters are
+ * atomic, its endpoint counters lock (epstats.c), its reference count is
+ * atomic.  svc, port and removed change on the control loop only, while
+ * no worker runs anything that reads them (worker_run()).
+ */
 struct pport {
 	int			 refcnt;
 	char			 key[SVC_KEYLEN];	/* ns/name:port/TCP */
@@ -50,13 +78,13 @@ struct pport {
 	struct svc		*svc;		/* current spec (a reference) */
 	const struct svc_port	*port;		/* inside svc */
 	struct lb		*lb;
-	struct listener		*listener;	/* TCP; NULL once removed */
-	struct udp_port		*udp;		/* UDP; NULL once removed */
+	struct pport_lane	*lanes;		/* one per worker (lanes.h) */
+	unsigned		 n_lanes;
+	bool			 lanes_queued;	/* lanes.c's, control loop */
 	uint16_t		 proxy_port;
 	bool			 removed;	/* gone from the table */
 	struct pport_stats	 stats;
 	struct ep_stats_tree	 endpoints;	/* per-endpoint counters */
-	struct relay_env	*env;
 };
 
 struct pport	*pport_ref(struct pport *);

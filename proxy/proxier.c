@@ -11,6 +11,10 @@
  * close, so a rule never points at a port that another service could take.
  * Rule syncs are rate-limited to one per iptables.minSyncPeriod and repeated
  * every iptables.syncPeriod to repair rules changed behind our back.
+ * After the first, a sync runs on a thread of its own (portal_job.c) with a
+ * copy of the ports, one at a time, so relays never wait for iptables:
+ * changes made meanwhile get one more sync after it, and only the ports
+ * removed before it started close when it succeeds.
  */
 #include "config.h"
 
@@ -32,15 +36,15 @@
 #include "proxy/lb.h"
 #include "proxy/listener.h"
 #include "proxy/portal.h"
+#include "proxy/portal_job.h"
 #include "proxy/pport.h"
 #include "proxy/proxier.h"
 #include "proxy/tcp_relay.h"
 #include "proxy/udp_relay.h"
+#include "proxy/lanes.h"
+#include "proxy/worker.h"
 
 #define PROXIER_RETRY_MIN_MS	1000
-/* Large pipes cut splice's CPU per byte several times over 64 KiB ones. */
-#define PROXIER_PIPE_SIZE	(1 << 20)
-#define PROXIER_IDLE_PIPES	64
 /*
  * A table change this large (ports added, removed or changed) follows a
  * big list or file read whose parse trees were just freed: give that heap
@@ -68,7 +72,6 @@ KU_RB_GENERATE_STATIC(pport_tree, pport_node, entry, pport_node_cmp)
 struct proxier {
 	struct event_base	*base;
 	const struct conf	*conf;
-	struct relay_env	 env;
 	struct svctab		*tab;
 	struct pport_tree	 ports;
 	/* Removed ports whose listeners wait for the next rule sync. */
@@ -80,6 +83,20 @@ struct proxier {
 	bool			 stopped;
 	long long		 last_sync_ms;	/* monotonic; 0 = never */
 	long long		 retry_ms;	/* back-off after a failed sync */
+	/*
+	 * Syncs after the first run on sync_runner's thread (NULL: on the
+	 * loop), one at a time.  The running one was built when
+	 * closing[0..job_n_closing) were already removed, so its success
+	 * lets them close.  failed_job holds the conntrack flushes a failed
+	 * sync still owes.
+	 */
+	struct portal_job_runner *sync_runner;
+	struct portal_job	*failed_job;
+	size_t			 job_n_closing;
+	long long		 job_queued_ms;	/* queued_ms at its start */
+	uint64_t		 job_changes;	/* pending changes it covers */
+	bool			 first_sync_done;
+	bool			 sync_runner_failed;
 	/* Health and metrics. */
 	long long		 queued_ms;	/* monotonic; 0: nothing waits */
 	double			 queued_wall;	/* the last change queued */
@@ -103,21 +120,6 @@ proxier_queue(struct proxier *px)
 		px->queued_ms = clock_mono_ms();
 }
 
-/* Pause or resume the listener so that no endpoint means a refusal. */
-static void
-pport_update_listener(struct pport *pp)
-{
-	if (pp->listener == NULL)
-		return;
-	if (lb_n_endpoints(pp->lb) == 0) {
-		if (!listener_is_paused(pp->listener))
-			log_v(2, "%s: no endpoints, refusing connections",
-			    pp->key);
-		listener_pause(pp->listener);
-	} else
-		listener_resume(pp->listener);
-}
-
 /* Point pp at a new spec and give its balancer the endpoints. */
 static void
 pport_set_spec(struct pport *pp, struct svc *svc, const struct svc_port *port)
@@ -131,19 +133,7 @@ pport_set_spec(struct pport *pp, struct svc *svc, const struct svc_port *port)
 	    svc->affinity, svc->affinity_timeout_s) == -1)
 		log_warnx("%s: out of memory updating endpoints; the previous "
 		    "set stays", pp->key);
-	pport_update_listener(pp);
-	if (pp->udp != NULL)
-		udp_port_endpoints_changed(pp->udp);
-}
-
-/* Close pp's socket; its sessions and associations finish on their own. */
-static void
-pport_close_socket(struct pport *pp)
-{
-	listener_free(pp->listener);
-	pp->listener = NULL;
-	udp_port_free(pp->udp);
-	pp->udp = NULL;
+	lanes_update(pp);
 }
 
 /*
@@ -198,14 +188,13 @@ proxier_add(struct proxier *px, struct svc *svc, const struct svc_port *port)
 	}
 	if ((pp = calloc(1, sizeof(*pp))) == NULL ||
 	    (n = calloc(1, sizeof(*n))) == NULL ||
-	    (pp->lb = lb_new()) == NULL) {
+	    (pp->lb = lb_new()) == NULL || lanes_init(pp) == -1) {
 		log_warnx("%s/%s: out of memory adding a service port",
 		    svc->namespace, svc->name);
 		goto fail;
 	}
 	pp->refcnt = 1;
 	pp->proto = port->proto;
-	pp->env = &px->env;
 	svc_port_key(svc, port, pp->key, sizeof(pp->key));
 	svc_port_display(svc, port, pp->display, sizeof(pp->display));
 	n->pp = pp;
@@ -216,17 +205,12 @@ proxier_add(struct proxier *px, struct svc *svc, const struct svc_port *port)
 	fd = listener_bind(port->proto, px->conf->bind_address,
 	    px->conf->port_range_begin, px->conf->port_range_end, 0,
 	    &pp->proxy_port, err, sizeof(err));
-	if (fd != -1 && port->proto == SVC_PROTO_TCP)
-		pp->listener = listener_new(px->base, fd, pp->key,
-		    tcp_relay_accept, pp, err, sizeof(err));
-	else if (fd != -1)
-		pp->udp = udp_port_new(pp, fd, err, sizeof(err));
-	if (pp->listener == NULL && pp->udp == NULL) {
+	if (fd == -1 || lanes_open(pp, px->conf->bind_address, fd, err,
+	    sizeof(err)) == -1) {
 		/* Upstream never retried this; the next table change does. */
 		log_warnx("%s: cannot open a proxy port: %s", pp->key, err);
 		goto fail;
 	}
-	pport_update_listener(pp);
 	RB_INSERT(pport_tree, &px->ports, n);
 	log_info("%s: listening on proxy port %u", pp->key, pp->proxy_port);
 	n->flush_conntrack = pp->proto == SVC_PROTO_UDP;
@@ -235,7 +219,7 @@ proxier_add(struct proxier *px, struct svc *svc, const struct svc_port *port)
 
 fail:
 	if (pp != NULL) {
-		pport_close_socket(pp);
+		lanes_close(pp);
 		pport_unref(pp);
 	}
 	free(n);
@@ -265,12 +249,10 @@ proxier_remove(struct proxier *px, struct pport_node *n)
 	pp->removed = true;
 	/* New clients of a removed service get no endpoint. */
 	lb_update(pp->lb, NULL, 0, SVC_AFFINITY_NONE, 0);
-	pport_update_listener(pp);
-	if (pp->udp != NULL)
-		udp_port_endpoints_changed(pp->udp);
+	lanes_update(pp);
 	v = reallocarray(px->closing, px->n_closing + 1, sizeof(*v));
 	if (v == NULL) {
-		pport_close_socket(pp);
+		lanes_close(pp);
 		log_info("%s: closed", pp->key);
 		pport_unref(pp);
 		return;
@@ -289,7 +271,7 @@ proxier_close_removed(struct proxier *px)
 	for (i = 0; i < px->n_closing; i++) {
 		struct pport *pp = px->closing[i];
 
-		pport_close_socket(pp);
+		lanes_close(pp);
 		log_info("%s: closed", pp->key);
 		pport_unref(pp);
 	}
@@ -395,14 +377,15 @@ proxier_render_spec(struct proxier *px, struct pport_node *n,
 }
 
 /*
- * Write the rules for every live port.  0 or -1.
+ * A job that writes the rules for every live port, or NULL (out of
+ * memory).  The job holds copies: the table may change while it runs.
  *
  * What another program holds (a node port, a local external or ingress
  * IP's port) gets no rules, as upstream (B11): its traffic stays with that
  * program instead of being taken from it, and the rules follow once a
  * later sync can claim it.
  */
-static int
+static struct portal_job *
 proxier_sync_rules(struct proxier *px)
 {
 	struct portal_port	*v = NULL;
@@ -410,8 +393,8 @@ proxier_sync_rules(struct proxier *px)
 	struct svc		*svcs = NULL;
 	struct svc_ip		*local = NULL;
 	struct pport_node	*n;
+	struct portal_job	*job = NULL;
 	size_t			 count = 0, i, n_local = 0;
-	int			 rc = -1;
 
 	RB_FOREACH(n, pport_tree, &px->ports)
 		count++;
@@ -427,7 +410,7 @@ proxier_sync_rules(struct proxier *px)
 		proxier_render_spec(px, n, &svcs[i], &ports[i], &v[i]);
 		i++;
 	}
-	rc = portal_sync(px->portal, v, count);
+	job = portal_job_new(v, count);
 out:
 	for (i = 0; svcs != NULL && i < count; i++) {
 		free(svcs[i].external_ips);
@@ -437,20 +420,28 @@ out:
 	free(ports);
 	free(v);
 	free(local);
-	return rc;
+	return job;
 }
 
 /*
- * Delete the UDP conntrack entries of ports whose portals or endpoints
- * changed: a client that keeps its source port would otherwise keep
- * hitting what the old entry says (upstream flushed on deletion only).
+ * Give job the UDP conntrack flushes of ports whose portals or endpoints
+ * changed, and those a failed sync still owes: a client that keeps its
+ * source port would otherwise keep hitting what the old entry says
+ * (upstream flushed on deletion only).  The job flushes once its rules
+ * are in.
  */
 static void
-proxier_flush_conntrack(struct proxier *px)
+proxier_flush_conntrack(struct proxier *px, struct portal_job *job)
 {
 	struct pport_node	*n;
 	size_t			 i;
+	int			 rc = 0;
 
+	if (px->failed_job != NULL) {
+		rc = portal_job_take_flushes(job, px->failed_job);
+		portal_job_free(px->failed_job);
+		px->failed_job = NULL;
+	}
 	RB_FOREACH(n, pport_tree, &px->ports) {
 		const struct svc	*s = n->pp->svc;
 		uint16_t		 port = n->pp->port->port;
@@ -461,15 +452,18 @@ proxier_flush_conntrack(struct proxier *px)
 		if (px->conf->iptables_backend == CONF_IPT_NONE)
 			continue;
 		for (i = 0; i < s->n_cluster_ips; i++)
-			portal_flush_conntrack_udp(px->portal,
-			    &s->cluster_ips[i], port);
+			rc |= portal_job_add_flush(job, &s->cluster_ips[i],
+			    port);
 		for (i = 0; i < s->n_external_ips; i++)
-			portal_flush_conntrack_udp(px->portal,
-			    &s->external_ips[i], port);
+			rc |= portal_job_add_flush(job, &s->external_ips[i],
+			    port);
 		for (i = 0; i < s->n_ingress_ips; i++)
-			portal_flush_conntrack_udp(px->portal,
-			    &s->ingress_ips[i], port);
+			rc |= portal_job_add_flush(job, &s->ingress_ips[i],
+			    port);
 	}
+	if (rc != 0)
+		log_warnx("out of memory: some UDP conntrack entries will not "
+		    "be flushed");
 }
 
 static void
@@ -483,17 +477,170 @@ proxier_schedule(struct proxier *px, long long delay_ms)
 }
 
 /*
+ * Close the removed ports that the finished sync's rules no longer reach
+ * (those removed before it started); the others wait for the next one.
+ */
+static void
+proxier_close_synced(struct proxier *px)
+{
+	size_t	 i, n = px->job_n_closing;
+
+	for (i = 0; i < n; i++) {
+		struct pport *pp = px->closing[i];
+
+		lanes_close(pp);
+		log_info("%s: closed", pp->key);
+		pport_unref(pp);
+	}
+	px->job_n_closing = 0;
+	if (n == 0)
+		return;
+	px->n_closing -= n;
+	memmove(px->closing, px->closing + n,
+	    px->n_closing * sizeof(*px->closing));
+	if (px->n_closing == 0) {
+		free(px->closing);
+		px->closing = NULL;
+	}
+}
+
+static void	proxier_maybe_sync(struct proxier *);
+
+/*
+ * A sync ended (job NULL: it could not be built): count it, back off after
+ * a failure, else close what its rules no longer reach, and start the sync
+ * that changes made meanwhile wait for.  Takes job.
+ */
+static void
+proxier_sync_done(struct proxier *px, struct portal_job *job)
+{
+	struct pport_node	*n;
+	long long		 now = clock_mono_ms();
+	int			 rc = job != NULL ? portal_job_result(job) : -1;
+
+	px->first_sync_done = true;
+	histogram_observe(&px->sync_duration,
+	    (job != NULL ? portal_job_sync_ms(job) : 0) / 1000.0);
+	if (rc == -1) {
+		px->restore_failures++;
+		px->retry_ms = px->retry_ms == 0 ? PROXIER_RETRY_MIN_MS :
+		    px->retry_ms * 2;
+		if (px->retry_ms > px->conf->sync_period_ms)
+			px->retry_ms = px->conf->sync_period_ms;
+		log_warnx("portal sync failed; retrying in %lld ms",
+		    px->retry_ms);
+		/* What it carried waits again, its flushes with it. */
+		px->rules_dirty = true;
+		px->job_n_closing = 0;
+		portal_job_free(px->failed_job);
+		px->failed_job = job;
+		proxier_schedule(px, px->retry_ms);
+		return;
+	}
+	portal_job_free(job);
+	px->retry_ms = 0;
+	px->synced = true;
+	px->last_sync_wall = clock_wall_s();
+	if (px->job_queued_ms != 0)
+		histogram_observe(&px->programming_duration,
+		    (now - px->job_queued_ms) / 1000.0);
+	/*
+	 * A change queued while the job ran is not in its rules.  When an
+	 * older one was, queued_ms still says that one's time: the new one
+	 * came after the job started, which is the closest we know.
+	 */
+	if (!px->rules_dirty)
+		px->queued_ms = 0;
+	else if (px->job_queued_ms != 0)
+		px->queued_ms = px->last_sync_ms;
+	px->service_changes_pending -= px->job_changes <
+	    px->service_changes_pending ? px->job_changes :
+	    px->service_changes_pending;
+	proxier_close_synced(px);
+	RB_FOREACH(n, pport_tree, &px->ports) {
+		lb_sweep(n->pp->lb, now);
+		ep_stats_prune(&n->pp->endpoints, n->pp->port);
+	}
+	if (px->rules_dirty || px->n_closing > 0)
+		proxier_maybe_sync(px);
+	else
+		proxier_schedule(px, px->conf->sync_period_ms);
+}
+
+/* The runner's completion, on the loop. */
+static void
+proxier_sync_job_done(struct portal_job *job, void *arg)
+{
+	proxier_sync_done(arg, job);
+}
+
+/*
+ * Whether this sync may run off the loop: not the first (the daemon says
+ * READY once the first table's rules are in, and --cleanup and shutdown
+ * remove rules synchronously elsewhere), not with the none backend
+ * (nothing to wait for), and only with a runner, made here the first time.
+ */
+static bool
+proxier_sync_async(struct proxier *px)
+{
+	char	 err[256];
+
+	if (!px->first_sync_done ||
+	    px->conf->iptables_backend == CONF_IPT_NONE)
+		return false;
+	if (px->sync_runner == NULL && !px->sync_runner_failed &&
+	    (px->sync_runner = portal_job_runner_new(px->base,
+	    proxier_sync_job_done, px, err, sizeof(err))) == NULL) {
+		px->sync_runner_failed = true;
+		log_warnx("%s; rule syncs run on the event loop", err);
+	}
+	return px->sync_runner != NULL;
+}
+
+/* Start a sync of every live port now, off the loop when it may. */
+static void
+proxier_start_sync(struct proxier *px, long long now)
+{
+	struct portal_job	*job;
+
+	evtimer_del(px->sync_timer);
+	px->last_sync_ms = now;
+	if ((job = proxier_sync_rules(px)) == NULL) {
+		log_warnx("portal sync: out of memory copying the service "
+		    "ports");
+		proxier_sync_done(px, NULL);
+		return;
+	}
+	proxier_flush_conntrack(px, job);
+	px->job_n_closing = px->n_closing;
+	px->job_queued_ms = px->queued_ms;
+	px->job_changes = px->service_changes_pending;
+	px->rules_dirty = false;
+	if (proxier_sync_async(px)) {
+		if (portal_job_runner_start(px->sync_runner, px->portal,
+		    job) == 0)
+			return;
+		log_warn("portal sync: cannot start its thread; syncing on "
+		    "the event loop");
+	}
+	portal_job_run(job, px->portal);
+	proxier_sync_done(px, job);
+}
+
+/*
  * Sync now if the last sync is older than minSyncPeriod, else arm the
- * timer for when it will be.  Removed listeners close after a good sync.
+ * timer for when it will be.  While a sync runs, nothing: its end starts
+ * one more when changes came meanwhile (however many, one sync).
+ * Removed listeners close after a good sync.
  */
 static void
 proxier_maybe_sync(struct proxier *px)
 {
-	struct pport_node	*n;
 	long long		 now = clock_mono_ms(), due;
-	int			 rc;
 
 	if (px->stopped)
+		return;
+	if (px->sync_runner != NULL && portal_job_runner_busy(px->sync_runner))
 		return;
 	due = px->last_sync_ms + px->conf->min_sync_period_ms;
 	if (px->retry_ms > 0)
@@ -503,36 +650,7 @@ proxier_maybe_sync(struct proxier *px)
 		proxier_schedule(px, due - now);
 		return;
 	}
-	px->last_sync_ms = now;
-	rc = proxier_sync_rules(px);
-	histogram_observe(&px->sync_duration, (clock_mono_ms() - now) / 1000.0);
-	if (rc == -1) {
-		px->restore_failures++;
-		px->retry_ms = px->retry_ms == 0 ? PROXIER_RETRY_MIN_MS :
-		    px->retry_ms * 2;
-		if (px->retry_ms > px->conf->sync_period_ms)
-			px->retry_ms = px->conf->sync_period_ms;
-		log_warnx("portal sync failed; retrying in %lld ms",
-		    px->retry_ms);
-		proxier_schedule(px, px->retry_ms);
-		return;
-	}
-	px->retry_ms = 0;
-	px->rules_dirty = false;
-	px->synced = true;
-	px->last_sync_wall = clock_wall_s();
-	if (px->queued_ms != 0)
-		histogram_observe(&px->programming_duration,
-		    (clock_mono_ms() - px->queued_ms) / 1000.0);
-	px->queued_ms = 0;
-	px->service_changes_pending = 0;
-	proxier_close_removed(px);
-	proxier_flush_conntrack(px);
-	RB_FOREACH(n, pport_tree, &px->ports) {
-		lb_sweep(n->pp->lb, now);
-		ep_stats_prune(&n->pp->endpoints, n->pp->port);
-	}
-	proxier_schedule(px, px->conf->sync_period_ms);
+	proxier_start_sync(px, now);
 }
 
 static void
@@ -540,6 +658,9 @@ proxier_sync_timer(evutil_socket_t fd, short events, void *arg)
 {
 	struct proxier *px = arg;
 
+	/* A running sync repairs the rules as well as a periodic one. */
+	if (px->sync_runner != NULL && portal_job_runner_busy(px->sync_runner))
+		return;
 	/* A periodic sync repairs rules even when nothing changed. */
 	px->last_sync_ms = 0;
 	proxier_maybe_sync(px);
@@ -561,13 +682,11 @@ proxier_new(struct event_base *base, const struct conf *conf, char *err,
 	histogram_init_exponential(&px->programming_duration, 0.25, 2, 11);
 	px->base = base;
 	px->conf = conf;
-	px->env.base = base;
-	px->env.conf = conf;
-	if (conf->relay_mode == CONF_RELAY_SPLICE &&
-	    (px->env.pipes = pipe_pool_new(PROXIER_PIPE_SIZE, PROXIER_IDLE_PIPES)) == NULL) {
-		snprintf(err, errlen, "cannot create the splice pipe pool");
+	if (worker_at(0) == NULL) {
+		snprintf(err, errlen, "no worker to serve connections");
 		goto fail;
 	}
+	listener_set_reuseport(workers_count() > 1);
 	if ((px->sync_timer = evtimer_new(base, proxier_sync_timer,
 	    px)) == NULL) {
 		snprintf(err, errlen, "cannot create the sync timer");
@@ -595,6 +714,7 @@ proxier_apply(struct proxier *px, struct svctab *tab)
 	}
 	memset(px->diff_counts, 0, sizeof(px->diff_counts));
 	n_changes = svctab_diff(px->tab, tab, proxier_diff_cb, px);
+	lanes_flush();
 	svctab_unref(px->tab);
 	px->tab = tab;
 	svctab_stats(tab, &st);
@@ -662,11 +782,15 @@ proxier_stop(struct proxier *px)
 		return;
 	px->stopped = true;
 	evtimer_del(px->sync_timer);
+	/* A running sync would write its rules after the removal below. */
+	if (px->sync_runner != NULL)
+		portal_job_free(portal_job_runner_wait(px->sync_runner));
+	px->job_n_closing = 0;
 	/* Rules first, so no new client is sent to a closed port. */
 	if (portal_remove(px->portal) == -1)
 		log_warnx("could not remove every rule; run kuproxy --cleanup");
 	RB_FOREACH(n, pport_tree, &px->ports)
-		pport_close_socket(n->pp);
+		lanes_close(n->pp);
 	proxier_close_removed(px);
 }
 
@@ -677,10 +801,13 @@ proxier_free(struct proxier *px)
 
 	if (px == NULL)
 		return;
+	/* First: a running sync uses the portal. */
+	portal_job_runner_free(px->sync_runner);
+	portal_job_free(px->failed_job);
 	proxier_close_removed(px);
 	RB_FOREACH_SAFE(n, pport_tree, &px->ports, next) {
 		RB_REMOVE(pport_tree, &px->ports, n);
-		pport_close_socket(n->pp);
+		lanes_close(n->pp);
 		claim_set_release(&n->claims);
 		pport_unref(n->pp);
 		free(n);
@@ -688,8 +815,6 @@ proxier_free(struct proxier *px)
 	if (px->sync_timer != NULL)
 		event_free(px->sync_timer);
 	portal_free(px->portal);
-	if (px->env.pipes != NULL)
-		pipe_pool_free(px->env.pipes);
 	svctab_unref(px->tab);
 	free(px);
 }

@@ -102,6 +102,7 @@ struct tcp_flow {
 struct tcp_session {
 	TAILQ_ENTRY(tcp_session) entry;
 	struct pport		*pp;
+	struct relay_env	*env;		/* the worker's that accepted it */
 	struct event		 ev[2];		/* by enum tcp_side */
 	int			 fd[2];
 	uint8_t			 io[2];		/* TCP_IO_* by side */
@@ -122,20 +123,22 @@ struct tcp_session {
 
 TAILQ_HEAD(tcp_session_list, tcp_session);
 
-static struct tcp_session_list	sessions = TAILQ_HEAD_INITIALIZER(sessions);
+/* Each worker's sessions (proxy/worker.h); set up by its first session. */
+static _Thread_local struct tcp_session_list sessions;
+static _Thread_local struct log_ratelimit socket_log;
+static _Thread_local struct log_ratelimit reject_log;
+/*
+ * Where every small read lands.  The bytes are written out before the
+ * next read, so one buffer per event loop serves all its sessions; what a
+ * destination cannot take at once moves to a buffer of the flow's own.
+ */
+static _Thread_local char	scratch[TCP_RELAY_BUFSIZE];
+/* Over every worker: updated with relaxed atomics (RELAY_COUNT). */
 static size_t			n_sessions;
 static size_t			n_buffers;
 static uint64_t			n_rejected;
 static uint64_t			n_resets[2];	/* by the side that reset */
 static uint64_t			bytes_copied;
-static struct log_ratelimit	socket_log;
-static struct log_ratelimit	reject_log;
-/*
- * Where every small read lands.  One event loop, and the bytes are written
- * out before the next read, so one buffer serves every session; what a
- * destination cannot take at once moves to a buffer of the flow's own.
- */
-static char			scratch[TCP_RELAY_BUFSIZE];
 
 static void	tcp_session_connect_next(struct tcp_session *);
 static void	tcp_client_cb(evutil_socket_t, short, void *);
@@ -236,7 +239,7 @@ tcp_flow_drop_buf(struct tcp_flow *f)
 {
 	if (f->buf != NULL && f->buf != scratch) {
 		free(f->buf);
-		n_buffers--;
+		PPORT_STAT_SUB(n_buffers, 1);
 	}
 	f->buf = NULL;
 	f->off = 0;
@@ -246,7 +249,7 @@ static void
 tcp_flow_release(struct tcp_session *s, struct tcp_flow *f)
 {
 	if (f->pipe[0] != -1)
-		pipe_pool_put(s->pp->env->pipes, f->pipe, f->pending == 0);
+		pipe_pool_put(s->env->pipes, f->pipe, f->pending == 0);
 	tcp_flow_drop_buf(f);
 }
 
@@ -256,9 +259,10 @@ tcp_session_report_bytes(struct tcp_session *s)
 {
 	if (s->ep == NULL)
 		return;
-	s->ep->bytes_in += s->flow[TCP_CLIENT].bytes - s->ep_bytes[TCP_CLIENT];
-	s->ep->bytes_out += s->flow[TCP_BACKEND].bytes -
-	    s->ep_bytes[TCP_BACKEND];
+	PPORT_STAT_ADD(s->ep->bytes_in,
+	    s->flow[TCP_CLIENT].bytes - s->ep_bytes[TCP_CLIENT]);
+	PPORT_STAT_ADD(s->ep->bytes_out, s->flow[TCP_BACKEND].bytes -
+	    s->ep_bytes[TCP_BACKEND]);
 	s->ep_bytes[TCP_CLIENT] = s->flow[TCP_CLIENT].bytes;
 	s->ep_bytes[TCP_BACKEND] = s->flow[TCP_BACKEND].bytes;
 }
@@ -299,12 +303,12 @@ tcp_session_close(struct tcp_session *s, const char *reason, bool reset)
 	}
 	if (s->ep != NULL && s->connected) {
 		tcp_session_report_bytes(s);
-		s->ep->active--;
+		PPORT_STAT_SUB(s->ep->active, 1);
 	}
 	ep_stats_put(s->ep);
 	TAILQ_REMOVE(&sessions, s, entry);
-	n_sessions--;
-	pp->stats.conns_active--;
+	PPORT_STAT_SUB(n_sessions, 1);
+	PPORT_STAT_SUB(pp->stats.conns_active, 1);
 	free(s);
 	pport_unref(pp);
 	listener_fd_released();
@@ -319,7 +323,7 @@ tcp_session_close(struct tcp_session *s, const char *reason, bool reset)
 static uint32_t
 tcp_session_timeout_ms(const struct tcp_session *s)
 {
-	const struct conf *c = s->pp->env->conf;
+	const struct conf *c = s->env->conf;
 	uint32_t t = c->tcp_idle_timeout_ms;
 	uint32_t half = c->tcp_half_close_timeout_ms;
 
@@ -388,7 +392,7 @@ tcp_flow_take_pipe(struct tcp_session *s, struct tcp_flow *f)
 {
 	if (f->pipe[0] != -1)
 		return 0;
-	return pipe_pool_get(s->pp->env->pipes, f->pipe);
+	return pipe_pool_get(s->env->pipes, f->pipe);
 }
 
 /*
@@ -402,13 +406,13 @@ tcp_flow_splice_in(struct tcp_session *s, struct tcp_flow *f, int side)
 	ssize_t n;
 
 	n = splice(s->fd[side], NULL, f->pipe[1], NULL,
-	    pipe_pool_pipe_size(s->pp->env->pipes),
+	    pipe_pool_pipe_size(s->env->pipes),
 	    SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
 	if (n == -1 && (errno == EINVAL || errno == ENOSYS)) {
 		tcp_session_log(s, 2, false, "splice: %s, copying instead",
 		    strerror(errno));
 		s->splice = false;
-		pipe_pool_put(s->pp->env->pipes, f->pipe, true);
+		pipe_pool_put(s->env->pipes, f->pipe, true);
 		return -2;
 	}
 	if (n == -1 && errno == EAGAIN)
@@ -493,7 +497,7 @@ tcp_flow_keep(struct tcp_flow *f)
 	memcpy(own, scratch + f->off, f->pending);
 	f->buf = own;
 	f->off = 0;
-	n_buffers++;
+	PPORT_STAT_ADD(n_buffers, 1);
 	return 0;
 }
 
@@ -524,11 +528,11 @@ tcp_flow_flush(struct tcp_session *s, struct tcp_flow *f, int dst,
 			return -1;
 		if (f->buf != NULL) {
 			f->off += (uint32_t)n;
-			bytes_copied += (uint64_t)n;
+			PPORT_STAT_ADD(bytes_copied, (uint64_t)n);
 		}
 		f->pending -= (uint32_t)n;
 		f->bytes += (uint64_t)n;
-		*counter += (uint64_t)n;
+		PPORT_STAT_ADD(*counter, (uint64_t)n);
 	}
 	return 0;
 }
@@ -567,7 +571,7 @@ static void
 tcp_count_reset(int side, int error)
 {
 	if (error == ECONNRESET || error == EPIPE)
-		n_resets[side]++;
+		PPORT_STAT_ADD(n_resets[side], 1);
 }
 
 /*
@@ -687,7 +691,7 @@ tcp_session_watch(struct tcp_session *s, int side, event_callback_fn cb,
 	struct event	*ev = &s->ev[side];
 	struct timeval	 tv;
 
-	event_assign(ev, s->pp->env->base, s->fd[side],
+	event_assign(ev, s->env->base, s->fd[side],
 	    EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST, cb, s);
 	tcp_ms_to_tv(timeout_ms, &tv);
 	if (event_add(ev, timeout_ms != 0 ? &tv : NULL) == -1) {
@@ -722,9 +726,9 @@ tcp_session_count_failure(struct tcp_session *s, enum lb_result result,
     const char *why)
 {
 	lb_report(s->pp->lb, &s->target, result, clock_mono_ms_coarse());
-	s->pp->stats.connect_failures++;
+	PPORT_STAT_ADD(s->pp->stats.connect_failures, 1);
 	if (s->ep != NULL) {
-		s->ep->connect_failures++;
+		PPORT_STAT_ADD(s->ep->connect_failures, 1);
 		ep_stats_put(s->ep);
 		s->ep = NULL;
 	}
@@ -778,8 +782,8 @@ tcp_session_connect_done(struct tcp_session *s, short what)
 	s->connected = true;
 	lb_report(s->pp->lb, &s->target, LB_CONNECTED, clock_mono_ms_coarse());
 	if (s->ep != NULL) {
-		s->ep->active++;
-		s->ep->total++;
+		PPORT_STAT_ADD(s->ep->active, 1);
+		PPORT_STAT_ADD(s->ep->total, 1);
 	}
 	tcp_session_log(s, 4, true, "connected");
 	if (what & EV_READ)
@@ -812,7 +816,7 @@ tcp_session_dial(struct tcp_session *s, uint32_t timeout_ms, bool *local)
 	struct sockaddr_storage ss;
 	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-	uint32_t keepalive_ms = s->pp->env->conf->tcp_keepalive_ms;
+	uint32_t keepalive_ms = s->env->conf->tcp_keepalive_ms;
 	socklen_t sslen;
 	int fd, saved;
 
@@ -880,7 +884,7 @@ tcp_session_connect_next(struct tcp_session *s)
 
 	for (;;) {
 		if (s->attempts == LB_MAX_TRIES) {
-			pp->stats.no_endpoints++;
+			PPORT_STAT_ADD(pp->stats.no_endpoints, 1);
 			tcp_session_log(s, 2, false, "no endpoint answered "
 			    "after %d attempts", s->attempts);
 			tcp_session_close(s, "no endpoint answered", true);
@@ -888,7 +892,7 @@ tcp_session_connect_next(struct tcp_session *s)
 		}
 		if (lb_pick(pp->lb, &s->client.ip, &s->tried,
 		    clock_mono_ms_coarse(), &s->target) == -1) {
-			pp->stats.no_endpoints++;
+			PPORT_STAT_ADD(pp->stats.no_endpoints, 1);
 			tcp_session_log(s, 2, false, "no endpoints");
 			tcp_session_close(s, "no endpoints", true);
 			return;
@@ -927,11 +931,12 @@ tcp_session_connect_next(struct tcp_session *s)
 static void
 tcp_relay_reject(struct pport *pp, int client_fd)
 {
-	n_rejected++;
+	PPORT_STAT_ADD(n_rejected, 1);
 	if (log_ratelimit_ok(&reject_log, TCP_RELAY_LOG_EVERY_MS))
 		log_warnx("service %s: %zu connections open, the most "
 		    "--max-connections allows: resetting new clients (%lu "
-		    "such lines suppressed)", pp->display, n_sessions,
+		    "such lines suppressed)", pp->display,
+		    PPORT_STAT_GET(n_sessions),
 		    reject_log.suppressed);
 	tcp_close_reset(client_fd);
 	listener_fd_released();
@@ -944,55 +949,62 @@ tcp_relay_reject(struct pport *pp, int client_fd)
  * of --tcp-keepalive (SIGHUP) gets its own.
  */
 static void
-tcp_relay_client_sockopts(struct pport *pp, int client_fd)
+tcp_relay_client_sockopts(struct pport_lane *lane, int client_fd)
 {
-	uint32_t keepalive_ms = pp->env->conf->tcp_keepalive_ms;
+	uint32_t keepalive_ms = lane->env->conf->tcp_keepalive_ms;
 
-	if (!listener_keepalive_inherited(pp->listener, keepalive_ms))
+	if (!listener_keepalive_inherited(lane->listener, keepalive_ms))
 		listener_sock_keepalive(client_fd, keepalive_ms);
 }
 
 /*
- * Serve client_fd, a non-blocking socket accepted on pp's listener: take a
- * reference on pp, pick and connect to an endpoint, then relay.  Never
- * blocks; every later step runs from pp->env->base.  The session owns
- * client_fd from here on, even on failure.  Above --max-connections the
- * client is reset at once instead.
+ * Serve client_fd, a non-blocking socket accepted on the lane's listener:
+ * take a reference on its pport, pick and connect to an endpoint, then
+ * relay.  Never blocks; every later step runs from the lane's event loop.
+ * The session owns client_fd from here on, even on failure.  Above
+ * --max-connections (over every worker) the client is reset at once
+ * instead.
  */
 void
-tcp_relay_start(struct pport *pp, int client_fd, const struct sockaddr *peer,
-    socklen_t peerlen)
+tcp_relay_start(struct pport_lane *lane, int client_fd,
+    const struct sockaddr *peer, socklen_t peerlen)
 {
-	uint32_t max = pp->env->conf->tcp_max_connections;
+	struct pport *pp = lane->pp;
+	uint32_t max = lane->env->conf->tcp_max_connections;
 	struct tcp_session *s;
 	int i;
 
-	if (max != 0 && n_sessions >= max) {
+	if (PPORT_STAT_ADD(n_sessions, 1) >= max && max != 0) {
+		PPORT_STAT_SUB(n_sessions, 1);
 		tcp_relay_reject(pp, client_fd);
 		return;
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		PPORT_STAT_SUB(n_sessions, 1);
 		tcp_close_reset(client_fd);
 		listener_fd_released();
 		return;
 	}
 	s->pp = pport_ref(pp);
+	s->env = lane->env;
 	s->fd[TCP_CLIENT] = client_fd;
 	s->fd[TCP_BACKEND] = -1;
 	for (i = 0; i < 2; i++)
 		s->flow[i].pipe[0] = s->flow[i].pipe[1] = -1;
-	s->splice = pp->env->conf->relay_mode == CONF_RELAY_SPLICE &&
-	    pp->env->pipes != NULL;
+	s->splice = s->env->conf->relay_mode == CONF_RELAY_SPLICE &&
+	    s->env->pipes != NULL;
 	tcp_peer_to_target(peer, peerlen, &s->client);
-	tcp_relay_client_sockopts(pp, client_fd);
+	tcp_relay_client_sockopts(lane, client_fd);
+	if (sessions.tqh_last == NULL)
+		TAILQ_INIT(&sessions);
 	TAILQ_INSERT_TAIL(&sessions, s, entry);
-	n_sessions++;
-	pp->stats.conns_active++;
-	pp->stats.conns_total++;
+	PPORT_STAT_ADD(pp->stats.conns_active, 1);
+	PPORT_STAT_ADD(pp->stats.conns_total, 1);
+	PPORT_STAT_ADD(s->env->started, 1);
 	tcp_session_connect_next(s);
 }
 
-/* listener_accept_cb for a TCP pport: arg is the pport. */
+/* listener_accept_cb for a TCP pport's lane: arg is the lane. */
 void
 tcp_relay_accept(int client_fd, const struct sockaddr *peer,
     socklen_t peerlen, void *arg)
@@ -1004,35 +1016,36 @@ tcp_relay_accept(int client_fd, const struct sockaddr *peer,
 size_t
 tcp_relay_active(void)
 {
-	return n_sessions;
+	return PPORT_STAT_GET(n_sessions);
 }
 
 /* Buffers held now for partial writes, over every session. */
 size_t
 tcp_relay_n_buffers(void)
 {
-	return n_buffers;
+	return PPORT_STAT_GET(n_buffers);
 }
 
 /* Clients reset because --max-connections sessions were open. */
 uint64_t
 tcp_relay_n_rejected(void)
 {
-	return n_rejected;
+	return PPORT_STAT_GET(n_rejected);
 }
 
 /* Resets passed on, by the side that sent them. */
 uint64_t
 tcp_relay_n_resets(bool from_endpoint)
 {
-	return n_resets[from_endpoint ? TCP_BACKEND : TCP_CLIENT];
+	return PPORT_STAT_GET(n_resets[from_endpoint ? TCP_BACKEND :
+	    TCP_CLIENT]);
 }
 
 /* Bytes relayed through user memory rather than spliced, since start. */
 uint64_t
 tcp_relay_bytes_copied(void)
 {
-	return bytes_copied;
+	return PPORT_STAT_GET(bytes_copied);
 }
 
 /*

@@ -19,22 +19,21 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-struct pport;
+struct pport_lane;
 
 /*
- * Take over client_fd, accepted on pp's listener, and serve it.  Takes its
- * own reference on pp.  Never blocks.
+ * Take over client_fd, accepted on the lane's listener, and serve it on
+ * the lane's event loop (which must be the caller's).  Takes its own
+ * reference on the lane's pport.  Never blocks.
  */
-void		 tcp_relay_start(struct pport *pp, int client_fd,
+void		 tcp_relay_start(struct pport_lane *lane, int client_fd,
 		    const struct sockaddr *peer, socklen_t peerlen);
-
 /*
- * A listener_accept_cb for a TCP pport's listener: arg is the struct pport.
- * Calls tcp_relay_start().
+ * A listener_accept_cb for a TCP pport's listener: arg is its struct
+ * pport_lane.  Calls tcp_relay_start().
  */
 void		 tcp_relay_accept(int client_fd, const struct sockaddr *peer,
 		    socklen_t peerlen, void *arg);
-
 /* Sessions open now, over every service port. */
 size_t		 tcp_relay_active(void);
 
@@ -60,8 +59,8 @@ uint64_t	 tcp_relay_n_resets(bool from_endpoint);
 uint64_t	 tcp_relay_bytes_copied(void);
 
 /*
- * Stop every session now (at the end of a shutdown grace period), closing
- * both sockets.
+ * Stop every session of the calling worker now (at the end of a shutdown
+ * grace period), closing both sockets.
  */
 void		 tcp_relay_close_all(void);
 

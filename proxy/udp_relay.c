@@ -132,14 +132,15 @@ TAILQ_HEAD(udp_assoc_list, udp_assoc);
 
 struct udp_port {
 	struct pport		*up_pp;
+	struct relay_env	*up_env;	/* the worker's */
 	int			 up_fd;
 	struct event		*up_ev;
 	struct event		*up_timer;
 	long long		 up_timer_due_ms;	/* 0: not armed */
 	struct udp_assoc_tree	 up_assocs;
-	size_t			 up_n_assocs;
 	/* By udp_assoc_class, oldest first; see the notes at the top. */
 	struct udp_assoc_list	 up_lists[UDP_N_CLASSES];
+	size_t			 up_n_assocs;	/* in up_assocs */
 	uint32_t		 up_rxq_drops;	/* kernel's count, last seen */
 	struct log_ratelimit	 up_rl_fds;
 	struct log_ratelimit	 up_rl_io;
@@ -161,12 +162,13 @@ struct udp_batch {
 	unsigned int		 in_used;	/* headers the last read filled */
 };
 
-static struct udp_batch		*udp_batch;
-static size_t			 udp_batch_users;
-static struct udp_assoc_list	 udp_all[UDP_N_CLASSES] = {
-	TAILQ_HEAD_INITIALIZER(udp_all[0]), TAILQ_HEAD_INITIALIZER(udp_all[1]),
-	TAILQ_HEAD_INITIALIZER(udp_all[2]), TAILQ_HEAD_INITIALIZER(udp_all[3]),
-};
+/* Each worker's (proxy/worker.h); a batch serves one loop. */
+static _Thread_local struct udp_batch	*udp_batch;
+static _Thread_local size_t		 udp_batch_users;
+/* Set up with the worker's first batch (udp_batch_take()). */
+static _Thread_local struct udp_assoc_list udp_all[UDP_N_CLASSES];
+static _Thread_local size_t		 udp_n_assocs_here;
+/* Over every worker, as the caps count (PPORT_STAT_*). */
 static size_t			 udp_n_assocs;
 static size_t			 udp_max_datagram = UDP_RELAY_MAX_DATAGRAM;
 
@@ -263,7 +265,7 @@ udp_target_sockaddr(const struct lb_target *t, struct sockaddr_storage *ss)
 static long long
 udp_idle_ms(const struct udp_port *up)
 {
-	return up->up_pp->env->conf->udp_timeout_ms;
+	return up->up_env->conf->udp_timeout_ms;
 }
 
 static long long
@@ -378,8 +380,9 @@ udp_assoc_close(struct udp_assoc *ua, const char *reason)
 	RB_REMOVE(udp_assoc_tree, &up->up_assocs, ua);
 	udp_assoc_unlink(ua);
 	up->up_n_assocs--;
-	udp_n_assocs--;
-	pp->stats.udp_assoc_active--;
+	udp_n_assocs_here--;
+	PPORT_STAT_SUB(udp_n_assocs, 1);
+	PPORT_STAT_SUB(pp->stats.udp_assoc_active, 1);
 	udp_assoc_close_fd(ua);
 	free(ua);
 }
@@ -407,7 +410,7 @@ udp_assoc_connect(struct udp_assoc *ua)
 			return -1;
 		ua->ua_fd = fd;
 		ua->ua_fd_family = ss.ss_family;
-		ua->ua_ev = event_new(ua->ua_port->up_pp->env->base, fd,
+		ua->ua_ev = event_new(ua->ua_port->up_env->base, fd,
 		    EV_READ | EV_PERSIST, udp_assoc_readable, ua);
 		if (ua->ua_ev == NULL || event_add(ua->ua_ev, NULL) == -1) {
 			udp_assoc_close_fd(ua);
@@ -450,23 +453,36 @@ udp_evict_candidate(struct udp_assoc_list *lists)
 static void
 udp_assoc_evict(struct udp_assoc *ua)
 {
-	ua->ua_port->up_pp->stats.udp_assoc_evicted++;
+	PPORT_STAT_ADD(ua->ua_port->up_pp->stats.udp_assoc_evicted, 1);
 	udp_assoc_close(ua, "evicted at the association cap");
+}
+
+/*
+ * A worker's share of a cap (proxy/worker.h): a worker evicts only its own
+ * associations (the others' are not its thread's to touch), and the kernel
+ * spreads flows evenly over the workers, so each keeps the least valuable
+ * of its own share out, as one loop would of the whole.
+ */
+static size_t
+udp_cap_share(uint32_t cap, unsigned n_workers)
+{
+	return n_workers < 2 ? cap : (cap + n_workers - 1) / n_workers;
 }
 
 /* Evict the least valuable until one more association fits. */
 static void
 udp_port_make_room(struct udp_port *up)
 {
-	const struct conf *conf = up->up_pp->env->conf;
-	struct udp_assoc *ua;
+	const struct conf	*conf = up->up_env->conf;
+	unsigned		 n = up->up_pp->n_lanes;
+	struct udp_assoc	*ua;
 
-	while (conf->udp_max_assoc_per_port != 0 &&
-	    up->up_n_assocs >= conf->udp_max_assoc_per_port &&
+	while (conf->udp_max_assoc_per_port != 0 && up->up_n_assocs >=
+	    udp_cap_share(conf->udp_max_assoc_per_port, n) &&
 	    (ua = udp_evict_candidate(up->up_lists)) != NULL)
 		udp_assoc_evict(ua);
-	while (conf->udp_max_assoc_total != 0 &&
-	    udp_n_assocs >= conf->udp_max_assoc_total &&
+	while (conf->udp_max_assoc_total != 0 && udp_n_assocs_here >=
+	    udp_cap_share(conf->udp_max_assoc_total, n) &&
 	    (ua = udp_evict_candidate(udp_all)) != NULL)
 		udp_assoc_evict(ua);
 }
@@ -545,7 +561,7 @@ udp_assoc_open(struct udp_port *up, const struct sockaddr_storage *peer,
 
 	udp_peer_ip(peer, &client);
 	if (lb_n_endpoints(pp->lb) == 0) {
-		pp->stats.no_endpoints++;
+		PPORT_STAT_ADD(pp->stats.no_endpoints, 1);
 		return NULL;
 	}
 	udp_port_make_room(up);
@@ -559,7 +575,7 @@ udp_assoc_open(struct udp_port *up, const struct sockaddr_storage *peer,
 	ua->ua_peerlen = peerlen;
 	if (lb_pick(pp->lb, &client, NULL, now_ms, &ua->ua_target) == -1) {
 		free(ua);
-		pp->stats.no_endpoints++;
+		PPORT_STAT_ADD(pp->stats.no_endpoints, 1);
 		return NULL;
 	}
 	if (udp_assoc_connect(ua) == -1)
@@ -570,9 +586,11 @@ udp_assoc_open(struct udp_port *up, const struct sockaddr_storage *peer,
 	RB_INSERT(udp_assoc_tree, &up->up_assocs, ua);
 	udp_assoc_link(ua);
 	up->up_n_assocs++;
-	udp_n_assocs++;
-	pp->stats.udp_assoc_active++;
-	pp->stats.udp_assoc_total++;
+	udp_n_assocs_here++;
+	PPORT_STAT_ADD(udp_n_assocs, 1);
+	PPORT_STAT_ADD(pp->stats.udp_assoc_active, 1);
+	PPORT_STAT_ADD(pp->stats.udp_assoc_total, 1);
+	PPORT_STAT_ADD(up->up_env->started, 1);
 	/* Expires even if its first datagram cannot be sent. */
 	udp_port_arm(up, udp_assoc_deadline(ua), now_ms);
 	if (log_verbosity() >= 3)
@@ -583,7 +601,7 @@ udp_assoc_open(struct udp_port *up, const struct sockaddr_storage *peer,
 
 fail:
 	saved = errno;
-	pp->stats.udp_dropped++;
+	PPORT_STAT_ADD(pp->stats.udp_dropped, 1);
 	udp_peer_str(peer, cbuf, sizeof(cbuf));
 	free(ua);
 	errno = saved;
@@ -605,7 +623,7 @@ udp_assoc_refused(struct udp_assoc *ua, long long now_ms)
 	struct lb_target	 next;
 	char			 cbuf[64], tbuf[64], nbuf[64];
 
-	pp->stats.connect_failures++;
+	PPORT_STAT_ADD(pp->stats.connect_failures, 1);
 	/* A full set would stop steering; start over from this failure. */
 	if (ua->ua_tried.n == LB_MAX_TRIES)
 		ua->ua_tried.n = 0;
@@ -639,7 +657,7 @@ udp_assoc_forward(struct udp_assoc *ua, const void *buf, size_t len,
 
 	for (tries = 0; tries < 2; tries++) {
 		if (send(ua->ua_fd, buf, len, 0) == (ssize_t)len) {
-			pp->stats.bytes_in += len;
+			PPORT_STAT_ADD(pp->stats.bytes_in, len);
 			udp_assoc_touch(ua, true, now_ms);
 			return;
 		}
@@ -657,7 +675,7 @@ udp_assoc_forward(struct udp_assoc *ua, const void *buf, size_t len,
 			    pp->key);
 		break;
 	}
-	pp->stats.udp_dropped++;
+	PPORT_STAT_ADD(pp->stats.udp_dropped, 1);
 }
 
 /* Send n replies prepared in udp_batch->out to ua's client. */
@@ -674,7 +692,7 @@ udp_port_send_replies(struct udp_port *up, struct udp_assoc *ua,
 		sent = sendmmsg(up->up_fd, out + done, n - done, MSG_DONTWAIT);
 		if (sent > 0) {
 			for (i = done; i < done + (unsigned int)sent; i++)
-				pp->stats.bytes_out += out[i].msg_len;
+				PPORT_STAT_ADD(pp->stats.bytes_out, out[i].msg_len);
 			done += (unsigned int)sent;
 			continue;
 		}
@@ -691,12 +709,12 @@ udp_port_send_replies(struct udp_port *up, struct udp_assoc *ua,
 		}
 		if (errno == EAGAIN || errno == ENOBUFS) {
 			/* UDP does not queue: what does not fit is lost. */
-			pp->stats.udp_dropped += n - done;
+			PPORT_STAT_ADD(pp->stats.udp_dropped, n - done);
 			return;
 		}
 		if (log_ratelimit_ok(&up->up_rl_io, UDP_LOG_INTERVAL_MS))
 			log_warn("%s: sending a reply to a client", pp->key);
-		pp->stats.udp_dropped++;
+		PPORT_STAT_ADD(pp->stats.udp_dropped, 1);
 		done++;
 	}
 }
@@ -781,7 +799,7 @@ udp_assoc_readable(evutil_socket_t fd, short what, void *arg)
 		n_out = 0;
 		for (i = 0; i < (unsigned int)n; i++) {
 			if (b->in[i].msg_hdr.msg_flags & MSG_TRUNC) {
-				pp->stats.udp_dropped++;
+				PPORT_STAT_ADD(pp->stats.udp_dropped, 1);
 				continue;
 			}
 			h = &b->out[n_out].msg_hdr;
@@ -819,7 +837,7 @@ static bool
 udp_source_rejected(const struct udp_port *up,
     const struct sockaddr_storage *peer)
 {
-	return up->up_pp->env->conf->udp_reject_privileged_sources &&
+	return up->up_env->conf->udp_reject_privileged_sources &&
 	    udp_peer_port(peer) < 1024;
 }
 
@@ -831,7 +849,7 @@ udp_port_forward(struct udp_port *up, struct mmsghdr *m, long long now_ms)
 	struct msghdr		*h = &m->msg_hdr;
 
 	if (h->msg_flags & MSG_TRUNC) {
-		up->up_pp->stats.udp_dropped++;
+		PPORT_STAT_ADD(up->up_pp->stats.udp_dropped, 1);
 		return;
 	}
 	memset(&key.ua_peer, 0, sizeof(key.ua_peer));
@@ -840,7 +858,7 @@ udp_port_forward(struct udp_port *up, struct mmsghdr *m, long long now_ms)
 	if ((key.ua_peer.ss_family != AF_INET &&
 	    key.ua_peer.ss_family != AF_INET6) ||
 	    udp_source_rejected(up, &key.ua_peer)) {
-		up->up_pp->stats.udp_dropped++;
+		PPORT_STAT_ADD(up->up_pp->stats.udp_dropped, 1);
 		return;
 	}
 	ua = RB_FIND(udp_assoc_tree, &up->up_assocs, &key);
@@ -869,7 +887,8 @@ udp_port_count_overflows(struct udp_port *up, struct msghdr *h)
 			continue;
 		memcpy(&drops, CMSG_DATA(c), sizeof(drops));
 		/* Unsigned: the kernel's counter may wrap. */
-		up->up_pp->stats.udp_dropped += drops - up->up_rxq_drops;
+		PPORT_STAT_ADD(up->up_pp->stats.udp_dropped,
+		    drops - up->up_rxq_drops);
 		up->up_rxq_drops = drops;
 		return;
 	}
@@ -932,6 +951,11 @@ udp_port_timer(evutil_socket_t fd, short what, void *arg)
 static int
 udp_batch_take(void)
 {
+	size_t i;
+
+	for (i = 0; i < UDP_N_CLASSES; i++)
+		if (udp_all[i].tqh_last == NULL)
+			TAILQ_INIT(&udp_all[i]);
 	if (udp_batch == NULL) {
 		if ((udp_batch = calloc(1, sizeof(*udp_batch))) == NULL)
 			return -1;
@@ -981,8 +1005,9 @@ udp_service_socket_tune(int fd)
  * Returns the port, or NULL with err and fd closed.
  */
 struct udp_port *
-udp_port_new(struct pport *pp, int fd, char *err, size_t errlen)
+udp_port_new(struct pport_lane *lane, int fd, char *err, size_t errlen)
 {
+	struct pport		*pp = lane->pp;
 	struct udp_port		*up;
 	struct sockaddr_storage	 ss;
 	socklen_t		 sslen = sizeof(ss);
@@ -995,6 +1020,7 @@ udp_port_new(struct pport *pp, int fd, char *err, size_t errlen)
 		return NULL;
 	}
 	up->up_pp = pp;
+	up->up_env = lane->env;
 	up->up_fd = fd;
 	RB_INIT(&up->up_assocs);
 	for (i = 0; i < UDP_N_CLASSES; i++)
@@ -1016,9 +1042,9 @@ udp_port_new(struct pport *pp, int fd, char *err, size_t errlen)
 		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one,
 		    sizeof(one));
 	udp_service_socket_tune(fd);
-	up->up_ev = event_new(pp->env->base, fd, EV_READ | EV_PERSIST,
+	up->up_ev = event_new(up->up_env->base, fd, EV_READ | EV_PERSIST,
 	    udp_port_readable, up);
-	up->up_timer = evtimer_new(pp->env->base, udp_port_timer, up);
+	up->up_timer = evtimer_new(up->up_env->base, udp_port_timer, up);
 	if (up->up_ev == NULL || up->up_timer == NULL ||
 	    event_add(up->up_ev, NULL) == -1) {
 		snprintf(err, errlen, "cannot create events");
@@ -1118,7 +1144,7 @@ udp_port_free(struct udp_port *up)
 size_t
 udp_relay_associations(void)
 {
-	return udp_n_assocs;
+	return PPORT_STAT_GET(udp_n_assocs);
 }
 
 /*

@@ -27,17 +27,18 @@
  */
 #define UDP_RELAY_REPLY_WAIT_MS	5000
 
-struct pport;
+struct pport_lane;
 struct udp_port;
 
 /*
- * Serve the UDP socket fd (from listener_bind(), taken over) for pp, whose
- * balancer says where new associations go.  Keeps a pointer to pp without a
+ * Serve the UDP socket fd (from listener_bind(), taken over) for the
+ * lane's pport on the lane's event loop (the caller's), whose balancer
+ * says where new associations go.  Keeps a pointer to the pport without a
  * reference: the proxier frees the udp_port before the pport goes.  Reads
- * pp->lb, pp->port, pp->removed, pp->env (base and conf) and writes
- * pp->stats.  Returns NULL with err (fd closed).
+ * pp->lb, pp->port, pp->removed and the lane's env (base and conf) and
+ * writes pp->stats.  Returns NULL with err (fd closed).
  */
-struct udp_port	*udp_port_new(struct pport *pp, int fd, char *err,
+struct udp_port	*udp_port_new(struct pport_lane *lane, int fd, char *err,
 		    size_t errlen);
 
 /*
@@ -51,7 +52,7 @@ void		 udp_port_endpoints_changed(struct udp_port *);
 /* Close the socket and every association; NULL is fine. */
 void		 udp_port_free(struct udp_port *);
 
-/* Associations over every port (for the global cap and for status). */
+/* Associations over every port and worker (for the cap and for status). */
 size_t		 udp_relay_associations(void);
 
 /*

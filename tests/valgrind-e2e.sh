@@ -34,7 +34,7 @@ test_timeout_s=600
 # api_source is the longest (about 110 s under memcheck): it goes first.
 default_tests="api_source tcp_bulk portal_paths udp_dns udp_endpoints_edit
     udp_large_datagram tcp_round_robin tcp_half_close tcp_retry tcp_live_edit
-    ops_sighup ops_metrics ops_healthz"
+    ops_sighup ops_metrics ops_healthz workers"
 
 # One test, run by xargs: OUT/TEST.log, OUT/TEST.rc, OUT/TEST.secs.
 if [ "${1:-}" = --run-one ]; then

@@ -11,13 +11,15 @@
  * I/O and reads no clock: watch/source_api.c performs the requests it asks
  * for and feeds it bytes, and tests do the same with canned input.  Turning
  * the cache into a service table is source_api.c's job; knowing the shape
- * of a Service or an EndpointSlice is watch/decode.c's.
+ * of a Service or an EndpointSlice is watch/decode.c's; finding the items
+ * of a list body as its bytes arrive is watch/list_stream.c's.
  *
- * Services are cached as their JSON (source_api.c decodes each object once
- * into its svc_cache); EndpointSlices decoded.
- * Every object is decoded when it arrives, so that an object kuproxy cannot
- * use is logged once, naming it, and left out of the cache; the stream goes
- * on.
+ * The cache holds objects decoded (struct svc specs, struct slice), never
+ * their JSON.  Every object is decoded once, when it arrives, so that an
+ * object kuproxy cannot use is logged once, naming it, and left out of the
+ * cache; the stream goes on.  A list's items are decoded one by one as
+ * their bytes come in, into a cache of their own that replaces the old one
+ * only when the whole list (every page) is in.
  */
 #include "config.h"
 
@@ -35,6 +37,7 @@
 #include "base/tree.h"
 #include "watch/decode.h"
 #include "watch/informer.h"
+#include "watch/list_stream.h"
 
 /* Objects failing to decode in one list: this many are logged by name. */
 #define INF_MAX_LIST_ERRORS	20
@@ -47,7 +50,7 @@
 struct inf_entry {
 	RB_ENTRY(inf_entry)	 link;
 	char			*key;		/* "namespace/name" */
-	json_object		*obj;		/* Services */
+	struct svc		*svc;		/* Services: a spec, our ref */
 	struct slice		*slice;		/* EndpointSlices */
 };
 
@@ -102,7 +105,9 @@ struct informer {
 	enum informer_step	 step;
 	long long		 started_ms;
 	int			 watch_timeout_s;
-	/* A whole-body JSON document: a list page or an error Status. */
+	/* A list page (status 200), parsed as it arrives. */
+	struct list_stream	*list;
+	/* A whole-body JSON document: an error Status. */
 	json_tokener		*tok;
 	json_object		*body;
 	size_t			 body_bytes, body_max;
@@ -158,7 +163,7 @@ inf_entry_free(struct inf_entry *e)
 {
 	if (e == NULL)
 		return;
-	json_object_put(e->obj);
+	svc_unref(e->svc);
 	slice_free(e->slice);
 	free(e->key);
 	free(e);
@@ -247,7 +252,26 @@ inf_filtered_out(struct informer *inf, json_object *obj)
 }
 
 /*
- * Validate obj and put it into t under its key, replacing what was there.
+ * The spec to cache for a Service just decoded: the cached one when it is
+ * equal (a relist, a change to fields kuproxy does not use), so that the
+ * table build finds the same object and joins nothing again.  Takes svc
+ * over; returns a reference.
+ */
+static struct svc *
+inf_same_spec(struct informer *inf, const char *key, struct svc *svc)
+{
+	struct inf_entry	 find, *e;
+
+	find.key = (char *)(uintptr_t)key;
+	if ((e = RB_FIND(inf_tree, &inf->cache, &find)) == NULL ||
+	    e->svc == NULL || !svc_equal(e->svc, svc))
+		return (svc);
+	svc_unref(svc);
+	return (svc_ref(e->svc));
+}
+
+/*
+ * Decode obj and put it into t under its key, replacing what was there.
  * An object that does not decode is logged (when log_it) and removed from
  * t: kuproxy treats what it cannot use as absent.  Returns 1 when t
  * changed, 0 when not, -1 when obj was rejected.
@@ -257,9 +281,8 @@ inf_store(struct informer *inf, struct inf_tree *t, size_t *n,
     json_object *obj, bool log_it)
 {
 	struct inf_entry	 find, *e;
-	struct svc		*svc;
+	struct svc		*svc = NULL;
 	struct slice		*sl = NULL;
-	json_object		*meta;
 	char			 key[SVC_KEYLEN], err[1024];
 
 	if (inf_key(obj, key, sizeof(key)) == -1) {
@@ -273,7 +296,7 @@ inf_store(struct informer *inf, struct inf_tree *t, size_t *n,
 	if (inf->cfg.resource == INFORMER_SERVICES) {
 		if ((svc = decode_service(obj, err, sizeof(err))) == NULL)
 			goto bad;
-		svc_unref(svc);
+		svc = inf_same_spec(inf, key, svc);
 	} else if ((sl = decode_endpoint_slice(obj, err, sizeof(err))) ==
 	    NULL)
 		goto bad;
@@ -283,6 +306,7 @@ inf_store(struct informer *inf, struct inf_tree *t, size_t *n,
 		if ((e = calloc(1, sizeof(*e))) == NULL ||
 		    (e->key = strdup(key)) == NULL) {
 			free(e);
+			svc_unref(svc);
 			slice_free(sl);
 			log_warnx("%s: %s: out of memory", inf->name, key);
 			return (-1);
@@ -290,16 +314,10 @@ inf_store(struct informer *inf, struct inf_tree *t, size_t *n,
 		RB_INSERT(inf_tree, t, e);
 		(*n)++;
 	}
-	json_object_put(e->obj);
+	svc_unref(e->svc);
 	slice_free(e->slice);
-	e->obj = NULL;
+	e->svc = svc;
 	e->slice = sl;
-	if (inf->cfg.resource == INFORMER_SERVICES) {
-		/* Server-side-apply bookkeeping: often half the object. */
-		if ((meta = inf_meta(obj)) != NULL)
-			json_object_object_del(meta, "managedFields");
-		e->obj = json_object_get(obj);
-	}
 	return (1);
  bad:
 	if (log_it)
@@ -357,6 +375,8 @@ informer_new(const struct informer_config *cfg)
 static void
 inf_body_reset(struct informer *inf)
 {
+	list_stream_free(inf->list);
+	inf->list = NULL;
 	if (inf->tok != NULL)
 		json_tokener_free(inf->tok);
 	inf->tok = NULL;
@@ -812,6 +832,47 @@ inf_watch_feed(struct informer *inf, const char *buf, size_t len)
 	return (0);
 }
 
+/* ------------------------------------------------------------- list pages */
+
+/* An item of the list page being received: into pending, decoded. */
+static void
+inf_list_item(json_object *item, void *arg)
+{
+	struct informer	*inf = arg;
+
+	if (inf_store(inf, &inf->pending, &inf->n_pending, item,
+	    inf->list_errors < INF_MAX_LIST_ERRORS) == -1)
+		inf->list_errors++;
+	json_object_put(item);
+}
+
+/*
+ * List page bytes: items are decoded as they complete, so that neither
+ * the text nor a tree of the whole page is ever held.
+ */
+static int
+inf_list_feed(struct informer *inf, const char *buf, size_t len)
+{
+	struct list_stream_limits	 lim;
+
+	if (inf->list == NULL) {
+		lim.max_bytes = inf->body_max;
+		/* An item is bounded as a watch event is. */
+		lim.max_item_bytes = INFORMER_MAX_LINE_BYTES;
+		lim.max_other_bytes = INFORMER_MAX_STATUS_BYTES;
+		lim.max_depth = INF_JSON_DEPTH;
+		if ((inf->list = list_stream_new(&lim, inf_list_item,
+		    inf)) == NULL) {
+			inf->body_bad = true;
+			snprintf(inf->body_err, sizeof(inf->body_err),
+			    "out of memory");
+			return (-1);
+		}
+	}
+	return (list_stream_feed(inf->list, buf, len) == LIST_STREAM_OK ? 0 :
+	    -1);
+}
+
 /* Body bytes of the current request; see informer.h. */
 int
 informer_feed(struct informer *inf, long status, const char *buf, size_t len)
@@ -820,10 +881,10 @@ informer_feed(struct informer *inf, long status, const char *buf, size_t len)
 		return (-1);
 	if (inf->step == INFORMER_WATCH && status == 200)
 		return (inf_watch_feed(inf, buf, len));
-	/* A list page, or an error Status: one document. */
+	if (inf->step == INFORMER_LIST && status == 200)
+		return (inf->body_bad ? -1 : inf_list_feed(inf, buf, len));
+	/* An error Status: one small document. */
 	inf_body_feed(inf, buf, len);
-	if (inf->body_bad && inf->step == INFORMER_LIST && status == 200)
-		return (-1);
 	return (0);
 }
 
@@ -966,22 +1027,29 @@ inf_list_failed(struct informer *inf, const struct informer_result *r,
 	inf_next(next, INFORMER_LIST, delay);
 }
 
-/* Move a list page's items into pending; returns -1 with why if not a list. */
+/*
+ * The end of a list page whose items are in pending: check the whole body
+ * was a list and take its resourceVersion and continue token.  Returns -1
+ * with why when it was not.
+ */
 static int
-inf_list_page(struct informer *inf, json_object *body, char *why,
-    size_t whylen)
+inf_list_page(struct informer *inf, char *why, size_t whylen)
 {
-	json_object	*items, *meta, *it;
-	const char	*cont, *rv;
-	size_t		 i, n;
+	enum list_stream_status	 st;
+	json_object		*meta;
+	const char		*cont, *rv;
 
-	if (!json_object_is_type(body, json_type_object) ||
-	    !json_object_object_get_ex(body, "items", &items) ||
-	    (items != NULL && !json_object_is_type(items, json_type_array))) {
-		snprintf(why, whylen, "the response is not a list");
+	if (inf->list == NULL) {
+		snprintf(why, whylen, "bad response: %s", inf->body_bad ?
+		    inf->body_err : "empty body");
 		return (-1);
 	}
-	meta = inf_meta(body);
+	if ((st = list_stream_finish(inf->list)) != LIST_STREAM_OK) {
+		snprintf(why, whylen, "%s%s", st == LIST_STREAM_BAD ?
+		    "bad response: " : "", list_stream_error(inf->list));
+		return (-1);
+	}
+	meta = list_stream_metadata(inf->list);
 	rv = inf_str(meta, "resourceVersion");
 	if (rv == NULL || *rv == '\0') {
 		snprintf(why, whylen, "the list has no "
@@ -992,17 +1060,10 @@ inf_list_page(struct informer *inf, json_object *body, char *why,
 	cont = inf_str(meta, "continue");
 	inf_set_str(&inf->continue_token, cont != NULL && *cont != '\0' ?
 	    cont : NULL);
-	n = items != NULL ? json_object_array_length(items) : 0;
-	for (i = 0; i < n; i++) {
-		it = json_object_array_get_idx(items, i);
-		if (inf_store(inf, &inf->pending, &inf->n_pending, it,
-		    inf->list_errors < INF_MAX_LIST_ERRORS) == -1)
-			inf->list_errors++;
-	}
 	inf->list_pages++;
 	log_v(2, "%s: list page %u: %zu items, %zu so far%s", inf->name,
-	    inf->list_pages, n, inf->n_pending, inf->continue_token != NULL ?
-	    ", more to come" : "");
+	    inf->list_pages, list_stream_n_items(inf->list), inf->n_pending,
+	    inf->continue_token != NULL ? ", more to come" : "");
 	return (0);
 }
 
@@ -1012,11 +1073,12 @@ inf_list_done(struct informer *inf, const struct informer_result *r,
 {
 	struct inf_tree	 t;
 	size_t		 n;
-	json_object	*body;
 	char		 why[256];
 
-	if (r->status == 200 && inf->body_bad) {
-		snprintf(why, sizeof(why), "bad response: %s", inf->body_err);
+	/* A body we gave up on (it is not a list, a bound) says why. */
+	if (r->status == 200 && (inf->body_bad || (inf->list != NULL &&
+	    list_stream_error(inf->list)[0] != '\0'))) {
+		inf_list_page(inf, why, sizeof(why));
 		inf_list_failed(inf, r, now_ms, next, why);
 		return;
 	}
@@ -1024,13 +1086,7 @@ inf_list_done(struct informer *inf, const struct informer_result *r,
 		inf_list_failed(inf, r, now_ms, next, NULL);
 		return;
 	}
-	if ((body = inf_body_finish(inf)) == NULL) {
-		snprintf(why, sizeof(why), "bad response: %s",
-		    inf->body_err[0] != '\0' ? inf->body_err : "empty body");
-		inf_list_failed(inf, r, now_ms, next, why);
-		return;
-	}
-	if (inf_list_page(inf, body, why, sizeof(why)) == -1) {
+	if (inf_list_page(inf, why, sizeof(why)) == -1) {
 		inf_list_failed(inf, r, now_ms, next, why);
 		return;
 	}
@@ -1231,5 +1287,5 @@ informer_walk(const struct informer *inf, informer_walk_cb fn, void *arg)
 	struct inf_tree		*t = (struct inf_tree *)(uintptr_t)&inf->cache;
 
 	RB_FOREACH(e, inf_tree, t)
-		fn(e->key, e->obj, e->slice, arg);
+		fn(e->key, e->svc, e->slice, arg);
 }

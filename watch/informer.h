@@ -20,6 +20,7 @@
 #include <json-c/json.h>
 
 struct slice;
+struct svc;
 struct informer;
 
 enum informer_resource {
@@ -120,8 +121,11 @@ void		 informer_begin(struct informer *, enum informer_step,
 /*
  * Body bytes of the current request (any split: one byte, many events).
  * status is the response's HTTP status.  Watch events are applied to the
- * cache as their lines complete.  Returns 0, or -1 when the transfer
- * should end (an ERROR event, an undecodable line, a bound exceeded).
+ * cache as their lines complete; list items are decoded as they complete
+ * (the work is proportional to len: the driver bounds it per turn of its
+ * loop by bounding len).  Returns 0, or -1 when the transfer should end
+ * (an ERROR event, an undecodable line, a list body that cannot be a list,
+ * a bound exceeded).
  */
 int		 informer_feed(struct informer *, long status, const char *buf,
 		    size_t len);
@@ -143,12 +147,14 @@ size_t		 informer_count(const struct informer *);
 bool		 informer_uses_field_selector(const struct informer *);
 
 /*
- * Call fn for each cached object in namespace/name order: Services as
- * their JSON object (managedFields removed), EndpointSlices decoded.
- * Neither may be kept beyond the call without a reference/copy; fn must
- * not change the informer.
+ * Call fn for each cached object in namespace/name order, decoded: a
+ * Service as its spec (svc, ports without endpoints; slice NULL), an
+ * EndpointSlice as slice (svc NULL).  A spec is never changed once cached
+ * (a changed Service gets a new one), so it may be kept with svc_ref(); a
+ * slice must not be kept beyond the call.  fn must not change the
+ * informer.
  */
-typedef void	(*informer_walk_cb)(const char *key, json_object *obj,
+typedef void	(*informer_walk_cb)(const char *key, struct svc *svc,
 		    struct slice *slice, void *arg);
 void		 informer_walk(const struct informer *, informer_walk_cb,
 		    void *arg);

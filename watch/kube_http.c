@@ -13,8 +13,12 @@
  * liveness of a transfer: a dead peer (a black-holed connection) is
  * dropped by TCP keepalive and TCP_USER_TIMEOUT within
  * KUBE_HTTP_DEAD_PEER_S, and a live peer that sends nothing by the
- * request's idle bound (stall_s).  Errors name the server and, where the
- * cause is a usual one, say what it probably is.  A 401 makes the
+ * request's idle bound (stall_s).  And it owns the pace at which body
+ * bytes reach the owner: at most KUBE_HTTP_TURN_BYTES per request per turn
+ * of the event loop, so that a large list (or a gzip bomb) is taken in
+ * slices with the loop serving everything else in between.  Errors name
+ * the server and, where the cause is a usual one, say what it probably
+ * is.  A 401 makes the
  * credential cache re-read the token file.  What the bytes mean is
  * watch/informer.c's business.
  */
@@ -61,6 +65,18 @@
 #define KUBE_HTTP_ENV_IDLE		"KUPROXY_TEST_API_IDLE_S"
 #define KUBE_HTTP_MIN_DEAD_PEER_S	3
 #define KUBE_HTTP_MAX_IDLE_CAP_S	600
+/*
+ * Body bytes handed to the owner per request per turn of the event loop.
+ * The owner parses and decodes them at once (a list item costs a few
+ * microseconds per hundred bytes), so this bounds the time one turn
+ * spends on a transfer to a few milliseconds; beyond it the transfer is
+ * paused (CURL_WRITEFUNC_PAUSE) and resumed from a zero timeout, which
+ * the loop runs after the I/O that became ready meanwhile.  Bytes libcurl
+ * gives back when resumed (the rest of what it had read and inflated) are
+ * held here and handed over in the same slices, rather than paused again:
+ * libcurl would copy its whole remainder at every pause.
+ */
+#define KUBE_HTTP_TURN_BYTES		(64u * 1024)
 
 struct kube_http {
 	struct event_base	*base;
@@ -93,6 +109,15 @@ struct kube_http_req {
 	struct event		*idle_ev;
 	long			 idle_s;
 	long long		 last_data_ms;
+	/* The per-turn budget: see KUBE_HTTP_TURN_BYTES. */
+	struct event		*turn_ev;	/* a zero timeout: the next turn */
+	size_t			 turn_bytes;	/* handed over this turn */
+	bool			 paused;	/* we returned CURL_WRITEFUNC_PAUSE */
+	bool			 resuming;	/* inside curl_easy_pause(CONT) */
+	char			*held;		/* bytes libcurl gave back */
+	size_t			 held_len, held_off, held_cap;
+	bool			 done_held;	/* curl finished; bytes still held */
+	CURLcode		 done_code;
 	char			 errbuf[CURL_ERROR_SIZE];
 	char			 why[CURL_ERROR_SIZE + 512];
 };
@@ -102,6 +127,9 @@ kube_http_req_free(struct kube_http_req *req)
 {
 	if (req->idle_ev != NULL)
 		event_free(req->idle_ev);
+	if (req->turn_ev != NULL)
+		event_free(req->turn_ev);
+	free(req->held);
 	if (req->easy != NULL)
 		curl_easy_cleanup(req->easy);
 	curl_slist_free_all(req->headers);
@@ -223,6 +251,12 @@ kube_http_check_done(struct kube_http *kh)
 			continue;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
 		req = (struct kube_http_req *)(void *)priv;
+		if (req->held_off < req->held_len) {
+			/* The owner gets the end after the bytes before it. */
+			req->done_held = true;
+			req->done_code = msg->data.result;
+			continue;
+		}
 		kube_http_finish(kh, req, msg->data.result);
 	}
 }
@@ -562,21 +596,154 @@ kube_http_tls(struct kube_http_req *req, struct kube_creds *c)
 	return (bad ? -1 : 0);
 }
 
+/* Hand n body bytes to the owner; -1 when it wants the transfer ended. */
+static int
+kube_http_deliver(struct kube_http_req *req, const char *ptr, size_t n)
+{
+	long	 status = 0;
+
+	curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+	/* Bytes handed over are progress, even those held for a while. */
+	if (req->idle_ev != NULL)
+		req->last_data_ms = clock_mono_ms();
+	req->turn_bytes += n;
+	if (req->cb.on_data(ptr, n, status, req->cb.arg) == -1) {
+		req->aborted = true;
+		return (-1);
+	}
+	return (0);
+}
+
+/* The next turn of the loop resets the budget (and resumes, if paused). */
+static void
+kube_http_next_turn(struct kube_http_req *req)
+{
+	struct timeval	 now = { 0, 0 };
+
+	if (!evtimer_pending(req->turn_ev, NULL))
+		evtimer_add(req->turn_ev, &now);
+}
+
+/* No byte held any more: a large buffer (a gzip bomb's) is not kept. */
+static void
+kube_http_unhold(struct kube_http_req *req)
+{
+	req->held_off = req->held_len = 0;
+	if (req->held_cap > 4 * KUBE_HTTP_TURN_BYTES) {
+		free(req->held);
+		req->held = NULL;
+		req->held_cap = 0;
+	}
+}
+
+/* Keep bytes libcurl gave back while resuming; -1 (ENOMEM). */
+static int
+kube_http_hold(struct kube_http_req *req, const char *ptr, size_t n)
+{
+	size_t	 cap;
+	char	*p;
+
+	if (req->held_off > 0 && req->held_off == req->held_len)
+		req->held_off = req->held_len = 0;
+	if (req->held_len + n > req->held_cap) {
+		cap = req->held_cap == 0 ? KUBE_HTTP_TURN_BYTES : req->held_cap;
+		while (cap < req->held_len + n)
+			cap *= 2;
+		if ((p = realloc(req->held, cap)) == NULL)
+			return (-1);
+		req->held = p;
+		req->held_cap = cap;
+	}
+	memcpy(req->held + req->held_len, ptr, n);
+	req->held_len += n;
+	return (0);
+}
+
+/*
+ * CURLOPT_WRITEFUNCTION: hand the bytes over within this turn's budget;
+ * beyond it, or while bytes are held, pause until the next turn.
+ */
 static size_t
 kube_http_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 {
 	struct kube_http_req	*req = arg;
 	size_t			 n = size * nmemb;
-	long			 status = 0;
 
 	if (req->idle_ev != NULL)
 		req->last_data_ms = clock_mono_ms();
-	curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
-	if (req->cb.on_data(ptr, n, status, req->cb.arg) == -1) {
-		req->aborted = true;
-		return (n == 0 ? 1 : 0);	/* anything but n ends it */
+	if (req->resuming) {
+		if (kube_http_hold(req, ptr, n) == -1) {
+			snprintf(req->errbuf, sizeof(req->errbuf), "out of "
+			    "memory holding %zu bytes of the response",
+			    req->held_len + n);
+			return (n == 0 ? 1 : 0);
+		}
+		kube_http_next_turn(req);
+		return (n);
 	}
+	if (req->turn_bytes >= KUBE_HTTP_TURN_BYTES ||
+	    req->held_off < req->held_len) {
+		req->paused = true;
+		kube_http_next_turn(req);
+		return (CURL_WRITEFUNC_PAUSE);
+	}
+	if (kube_http_deliver(req, ptr, n) == -1)
+		return (n == 0 ? 1 : 0);	/* anything but n ends it */
+	kube_http_next_turn(req);
 	return (n);
+}
+
+/*
+ * A new turn of the loop: a fresh budget for the held bytes first, then,
+ * once none are held, the transfer resumed; what libcurl gives back while
+ * resuming is held, and handed over within what is left of the budget.
+ */
+static void
+kube_http_turn_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct kube_http_req	*req = arg;
+	struct kube_http	*kh = req->kh;
+	size_t			 n;
+	bool			 resumed = false;
+
+	req->turn_bytes = 0;
+	for (;;) {
+		while (req->held_off < req->held_len &&
+		    req->turn_bytes < KUBE_HTTP_TURN_BYTES) {
+			n = req->held_len - req->held_off;
+			if (n > KUBE_HTTP_TURN_BYTES - req->turn_bytes)
+				n = KUBE_HTTP_TURN_BYTES - req->turn_bytes;
+			if (kube_http_deliver(req, req->held + req->held_off,
+			    n) == -1) {
+				kube_http_finish(kh, req, CURLE_WRITE_ERROR);
+				return;
+			}
+			req->held_off += n;
+		}
+		if (req->held_off < req->held_len) {
+			kube_http_next_turn(req);
+			break;
+		}
+		kube_http_unhold(req);
+		if (req->done_held) {
+			kube_http_finish(kh, req, req->done_code);
+			return;
+		}
+		if (!req->paused)
+			break;
+		if (req->turn_bytes >= KUBE_HTTP_TURN_BYTES) {
+			kube_http_next_turn(req);
+			break;
+		}
+		req->paused = false;
+		req->resuming = true;
+		curl_easy_pause(req->easy, CURLPAUSE_CONT);
+		req->resuming = false;
+		resumed = true;
+	}
+	/* Resuming may have ended the transfer: req may be gone after. */
+	if (resumed)
+		kube_http_check_done(kh);
 }
 
 static int
@@ -643,6 +810,9 @@ kube_http_get(struct kube_http *kh, const char *path_query, long timeout_ms,
 	free(url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)(void *)req);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf);
+	if ((req->turn_ev = evtimer_new(kh->base, kube_http_turn_cb, req)) ==
+	    NULL)
+		goto nomem;
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, kube_http_write_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);

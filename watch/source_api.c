@@ -11,8 +11,8 @@
  * in between.  An unreachable server publishes nothing, so the last table
  * stays in force.  Each table is built from the caches with
  * svctab_memo_build(), which joins again only the services whose Service
- * or slices changed and shares the others with the previous table;
- * Services are decoded once per object (watch/svc_cache.c).
+ * or slices changed and shares the others with the previous table; the
+ * informers cache both decoded, so nothing is decoded here.
  */
 #include "config.h"
 
@@ -21,18 +21,15 @@
 #include <string.h>
 
 #include <event2/event.h>
-#include <json-c/json.h>
 
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/svc.h"
 #include "conf/conf.h"
-#include "watch/decode.h"
 #include "watch/informer.h"
 #include "watch/kube_http.h"
 #include "watch/kubeconfig.h"
 #include "watch/source.h"
-#include "watch/svc_cache.h"
 
 #define SA_N_RESOURCES	2
 /*
@@ -71,13 +68,12 @@ struct source_api {
 	bool			 publish_pending;
 	long long		 last_publish_ms;
 	struct svctab		*current;	/* last published, our ref */
-	struct svc_cache	*specs;		/* decoded Services, by object */
 	struct svctab_memo	*memo;		/* what current was joined from */
 };
 
 /*
- * What one table build collects: references to the specs of sa->specs,
- * the informer's slices borrowed.  svctab_memo_build() joins again only
+ * What one table build collects: references to the informer's Service
+ * specs, its slices borrowed.  svctab_memo_build() joins again only
  * the services whose spec or slices changed since the last table.
  */
 struct sa_batch {
@@ -89,25 +85,19 @@ struct sa_batch {
 static void	sa_run(struct sa_resource *);
 
 static void
-sa_collect_service(const char *key, json_object *obj, struct slice *sl,
+sa_collect_service(const char *key, struct svc *svc, struct slice *sl,
     void *arg)
 {
 	struct sa_batch	*b = arg;
-	struct svc	*svc;
-	char		 err[1024];
 
-	/* The informer decoded it once already; this cannot fail but OOM. */
-	if ((svc = svc_cache_get(b->sa->specs, obj, err, sizeof(err))) ==
-	    NULL) {
-		log_warnx("services: %s; skipped", err);
+	if (svc == NULL)
 		return;
-	}
 	if (svctab_builder_add_svc(&b->build, svc_ref(svc)) == -1)
 		b->failed = true;
 }
 
 static void
-sa_collect_slice(const char *key, json_object *obj, struct slice *sl,
+sa_collect_slice(const char *key, struct svc *svc, struct slice *sl,
     void *arg)
 {
 	struct sa_batch	*b = arg;
@@ -156,9 +146,6 @@ sa_publish(struct source_api *sa)
 	sa->current = svctab_ref(tab);
 	sa->cb(tab, sa->arg);
  out:
-	/* Drop the specs of Services gone (the memo keeps its own refs). */
-	if (!b.failed)
-		svc_cache_sweep(sa->specs);
 	svctab_builder_clear(&b.build);
 }
 
@@ -338,7 +325,6 @@ source_api_new(struct event_base *base, const struct conf *conf,
 	if ((sa->http = kube_http_new(base, &sa->creds, err, errlen)) == NULL)
 		goto fail;
 	if ((sa->ev_publish = evtimer_new(base, sa_publish_cb, sa)) == NULL ||
-	    (sa->specs = svc_cache_new()) == NULL ||
 	    (sa->memo = svctab_memo_new()) == NULL)
 		goto nomem;
 	for (i = 0; i < SA_N_RESOURCES; i++) {
@@ -386,7 +372,6 @@ source_api_free(struct source_api *sa)
 	kube_http_free(sa->http);
 	svctab_unref(sa->current);
 	svctab_memo_free(sa->memo);
-	svc_cache_free(sa->specs);
 	kube_creds_clear(&sa->creds);
 	free(sa);
 }

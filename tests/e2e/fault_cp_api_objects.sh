@@ -19,10 +19,13 @@
 #     applied within 2 s.
 #  4. A 10 MiB Service (a 10 MiB annotation, as list item and as watch
 #     event): applied; kuproxy's peak RSS grows by less than 64 MiB.
-#  5. 50,000 EndpointSlices in one list page (resourceVersion=0 style, a
-#     page the server did not cut): listed, web still served, RSS reported.
-#  6. A list whose resourceVersion is not a number: kuproxy passes it back
+#  5. A list whose resourceVersion is not a number: kuproxy passes it back
 #     verbatim (resourceVersions are opaque) on its next request.
+#  6. 50,000 EndpointSlices in one list page (resourceVersion=0 style, a
+#     page the server did not cut): listed; the probe (2 s timeout) is
+#     served throughout, since items are decoded as they arrive, a slice of
+#     the body per turn of the event loop; RSS and peak RSS stay under
+#     96 MiB (the decoded slices, never the 15 MB text or a tree of it).
 # Then web is still served and kuproxy exits 0 on SIGTERM.
 . "${KUPROXY_SRCDIR:-$(dirname "$0")/../..}/tests/e2e/fault_cp_lib.sh"
 cp_init
@@ -230,11 +233,10 @@ grep -q '"resourceVersion": "opaque.rv-7"' "$T/ctl.out" ||
     fail "the opaque resourceVersion was not sent back"
 ok "an opaque resourceVersion is sent back verbatim"
 
-# 6. 50,000 EndpointSlices in one page.
-# The probe's verdict so far counts; during this list it only reports
-# (see the note at the top).
+# 6. 50,000 EndpointSlices in one page, with the probe's normal 2 s
+# timeout; its answer times say how long the loop was busy at most.
 probe_stop "malformed and huge API objects"
-probe_start "$web"
+probe_start_timed "$web" 2
 kuproxy_mark
 rss0=$(rss_kb "$KP_PID")
 fault "$T/f-bulk.json"
@@ -243,15 +245,20 @@ kuproxy_wait_log "endpointslices: listed 5000[0-9] objects" 20 ||
     fail "50,000 slices not listed: $(kuproxy_log_since | grep -E 'list')"
 serves "$web" "web-a" || fail "web not served after 50,000 slices"
 rss1=$(rss_kb "$KP_PID")
-[ "$rss1" -lt "$(cp_mem_bound 524288)" ] ||
-    fail "RSS $((rss1 / 1024)) MiB with 50,000 one-endpoint slices"
+hwm=$(kp_hwm_kb)
+# 96 MiB; measured 44 MiB (it was 342 MiB when the page was parsed whole).
+# Under ASan its quarantine (256 MiB of freed blocks kept resident) and
+# its allocator's slack come on top: decoding 50,000 items frees more.
+bound=$(cp_mem_bound 98304)
+[ "$bound" = 98304 ] || bound=$((bound + 327680))
+[ "$rss1" -lt "$bound" ] && [ "$hwm" -lt "$bound" ] ||
+    fail "RSS $((rss1 / 1024)) MiB, peak $((hwm / 1024)) MiB with 50,000" \
+    "one-endpoint slices (bound $((bound / 1024)) MiB)"
 ok "50,000 slices listed ($(kuproxy_log_since | grep -o 'in 1 page, [0-9]* ms'));" \
-    "RSS $((rss0 / 1024)) -> $(($(rss_kb "$KP_PID") / 1024)) MiB," \
-    "peak $(($(kp_hwm_kb) / 1024)) MiB"
-
-touch "$T/probe.stop"
-wait "$PROBE_PID" 2>/dev/null
-ok "during the 50,000-slice list the probe saw: $(tally "$T/probe.all")"
+    "RSS $((rss0 / 1024)) -> $((rss1 / 1024)) MiB, peak $((hwm / 1024)) MiB"
+probe_stop "50,000 slices in one list page"
+ok "during the 50,000-slice list the slowest probe connection took" \
+    "$(probe_slowest_ms) ms"
 
 serves "$web" "web-a" || fail "web not served at the end"
 kuproxy_stop

@@ -73,13 +73,13 @@ fuzz_on_change(struct informer *inf, void *arg)
 }
 
 static void
-fuzz_walk_cb(const char *key, json_object *obj, struct slice *sl, void *arg)
+fuzz_walk_cb(const char *key, struct svc *svc, struct slice *sl, void *arg)
 {
 	struct fuzz_walk	*w = arg;
 
 	if (w->n > 0 && strcmp(w->last, key) >= 0)
 		fuzz_fail("the cache walk is not in key order");
-	if ((obj == NULL) == (sl == NULL))
+	if ((svc == NULL) == (sl == NULL))
 		fuzz_fail("a cache entry without exactly one object");
 	snprintf(w->last, sizeof(w->last), "%s", key);
 	w->n++;

@@ -34,7 +34,7 @@ seconds=${FUZZ_SECONDS:-30}
 all_targets="yamljson decode watch_stream kubeconfig config_file flags"
 
 # The parser sources the targets exercise, and what they need to link.
-lib_sources="base/log.c base/svc.c base/yamljson.c watch/decode.c
+lib_sources="base/log.c base/svc.c base/yamljson.c watch/decode.c watch/list_stream.c
 	watch/informer.c watch/kubeconfig.c conf/flags.c conf/config_file.c
 	conf/parse.c"
 pkgs="json-c yaml-0.1 libcurl libbsd"

@@ -10,9 +10,15 @@
  */
 #include "config.h"
 
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <netinet/in.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 #include <event2/buffer.h>
@@ -123,7 +129,7 @@ do_list(struct informer *inf, long status, const char *body, long long now,
 }
 
 static void
-collect_keys(const char *key, json_object *obj, struct slice *sl, void *arg)
+collect_keys(const char *key, struct svc *svc, struct slice *sl, void *arg)
 {
 	char	*out = arg;
 
@@ -142,15 +148,10 @@ keys(struct informer *inf)
 }
 
 static void
-port_of(const char *key, json_object *obj, struct slice *sl, void *arg)
+port_of(const char *key, struct svc *svc, struct slice *sl, void *arg)
 {
-	json_object	*spec, *ports, *p, *v;
-
-	if (json_object_object_get_ex(obj, "spec", &spec) &&
-	    json_object_object_get_ex(spec, "ports", &ports) &&
-	    (p = json_object_array_get_idx(ports, 0)) != NULL &&
-	    json_object_object_get_ex(p, "port", &v))
-		*(int *)arg += json_object_get_int(v);
+	if (svc != NULL && svc->n_ports > 0)
+		*(int *)arg += svc->ports[0].port;
 }
 
 static int
@@ -640,6 +641,108 @@ Test(informer, managed_fields_are_not_kept)
 	informer_free(inf);
 }
 
+Test(informer, list_items_split_at_every_byte_with_metadata_after_items)
+{
+	struct tctx		 t = { 0, 0 };
+	struct informer		*inf;
+	struct informer_result	 ok = { 200, NULL, 0, false };
+	struct informer_next	 next;
+	char			 body[4096], path[1024];
+	size_t			 len, cut;
+
+	/* JSON has no key order: metadata may follow the items. */
+	snprintf(body, sizeof(body), "{\"kind\":\"ServiceList\",\"items\":"
+	    "[%s,%s],\"apiVersion\":\"v1\",\"metadata\":{"
+	    "\"resourceVersion\":\"100\"}}", svc_obj("web", "10.96.0.10", 80,
+	    "90"), svc_obj("db", "10.96.0.11", 5432, "95"));
+	len = strlen(body);
+	for (cut = 0; cut <= len; cut++) {
+		inf = new_informer(INFORMER_SERVICES, &t);
+		request(inf, INFORMER_LIST, path, sizeof(path));
+		informer_begin(inf, INFORMER_LIST, 0);
+		cr_assert_eq(informer_feed(inf, 200, body, cut), 0);
+		cr_assert_eq(informer_feed(inf, 200, body + cut, len - cut), 0);
+		/* Not in the cache before the list is whole. */
+		cr_assert_eq(informer_count(inf), 0);
+		informer_done(inf, &ok, 0, &next);
+		cr_assert_eq(next.step, INFORMER_WATCH, "cut %zu", cut);
+		cr_assert_str_eq(keys(inf), "default/db default/web ");
+		cr_assert_eq(sum_ports(inf), 80 + 5432);
+		cr_assert_str_eq(informer_resource_version(inf), "100");
+		informer_free(inf);
+	}
+}
+
+Test(informer, truncated_or_bad_list_leaves_the_cache_in_force)
+{
+	struct tctx		 t = { 0, 0 };
+	struct informer		*inf = synced_informer(&t);
+	struct informer_next	 next;
+	char			 body[8192];
+	size_t			 cut;
+	const char		*bad[] = {
+		"{\"metadata\":{\"resourceVersion\":\"300\"},\"items\":"
+		    "[{\"metadata\":{\"name\":\"x\"}},[[[",
+		"{\"items\":[]}",			/* no resourceVersion */
+		"{\"kind\":\"Status\",\"code\":500}",
+	};
+	size_t			 i;
+
+	/* The new list has "new" in it, and lacks db: cut at every byte. */
+	snprintf(body, sizeof(body), "%s", list_body("300", NULL,
+	    svc_obj("new", "10.96.0.12", 81, "299")));
+	for (cut = 0; cut + 1 < strlen(body); cut++) {
+		char	 part[8192];
+
+		snprintf(part, sizeof(part), "%.*s", (int)cut, body);
+		do_list(inf, 200, part, 1000, &next);
+		cr_assert_eq(next.step, INFORMER_LIST, "cut %zu", cut);
+		cr_assert_gt(next.delay_ms, 0);
+		cr_assert_str_eq(keys(inf), "default/db default/web ");
+		cr_assert_str_eq(informer_resource_version(inf), "100");
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		do_list(inf, 200, bad[i], 1000, &next);
+		cr_assert_eq(next.step, INFORMER_LIST);
+		cr_assert_str_eq(keys(inf), "default/db default/web ");
+	}
+	cr_assert_eq(t.changes, 1);
+	informer_free(inf);
+}
+
+static void
+spec_of(const char *key, struct svc *svc, struct slice *sl, void *arg)
+{
+	struct svc	**out = arg;
+
+	cr_assert_not_null(svc);
+	cr_assert_null(sl);
+	out[strcmp(key, "default/db") == 0 ? 0 : 1] = svc;
+}
+
+Test(informer, services_are_cached_decoded_and_equal_specs_kept)
+{
+	struct tctx		 t = { 0, 0 };
+	struct informer		*inf = synced_informer(&t);
+	struct informer_next	 next;
+	struct svc		*before[2], *after[2];
+	char			 items[4096];
+
+	informer_walk(inf, spec_of, before);
+	cr_assert_str_eq(before[0]->name, "db");
+	cr_assert_eq(before[0]->ports[0].port, 5432);
+	/* A relist: db unchanged but for its resourceVersion, web changed. */
+	snprintf(items, sizeof(items), "%s,%s",
+	    svc_obj("web", "10.96.0.10", 8080, "190"),
+	    svc_obj("db", "10.96.0.11", 5432, "195"));
+	do_list(inf, 200, list_body("200", NULL, items), 0, &next);
+	informer_walk(inf, spec_of, after);
+	cr_assert_eq(after[0], before[0], "an equal spec is kept");
+	cr_assert_neq(after[1], before[1]);
+	cr_assert_eq(after[1]->ports[0].port, 8080);
+	informer_free(inf);
+}
+
 Test(backoff, grows_to_the_cap_with_bounded_jitter_and_resets)
 {
 	struct backoff	 b = { 0, 0 };
@@ -676,6 +779,11 @@ struct fake_api {
 	struct evhttp_request	*watch[2];	/* services, slices */
 	int			 n_lists[2];
 	int			 slice_list_delay_ms;
+	int			 big_slices;	/* the slice list: this many */
+	size_t			 big_bytes;	/* its size */
+	struct event		*ev_tick;
+	size_t			 turn_bytes, max_turn_bytes, total_bytes;
+	bool			 done;
 	struct svctab		*tables[8];
 	int			 n_tables;
 	int			 want_tables;
@@ -711,11 +819,44 @@ fa_send_json(struct evhttp_request *req, const char *body)
 	evbuffer_free(b);
 }
 
+/*
+ * big_slices slices of web, one endpoint and a 4 KiB annotation each,
+ * the list's metadata after its items.
+ */
+static void
+fa_big_slice_list(struct evhttp_request *req)
+{
+	struct evbuffer	*b = evbuffer_new();
+	char		 pad[4097];
+	int		 i;
+
+	memset(pad, 'p', sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	evbuffer_add_printf(b, "{\"kind\":\"EndpointSliceList\",\"items\":[");
+	for (i = 0; i < fa.big_slices; i++)
+		evbuffer_add_printf(b, "%s{\"metadata\":{\"name\":\"web-%d\","
+		    "\"namespace\":\"default\",\"labels\":{"
+		    "\"kubernetes.io/service-name\":\"web\"},\"annotations\":"
+		    "{\"pad\":\"%s\"}},\"addressType\":\"IPv4\",\"ports\":[{"
+		    "\"name\":\"http\",\"port\":8080,\"protocol\":\"TCP\"}],"
+		    "\"endpoints\":[{\"addresses\":[\"10.244.%d.%d\"]}]}",
+		    i > 0 ? "," : "", i, pad, i / 250, i % 250 + 1);
+	evbuffer_add_printf(b, "],\"metadata\":{\"resourceVersion\":\"11\"}}");
+	fa.big_bytes = evbuffer_get_length(b);
+	evhttp_send_reply(req, 200, "OK", b);
+	evbuffer_free(b);
+}
+
 static void
 fa_slice_list(evutil_socket_t fd, short what, void *arg)
 {
 	struct evhttp_request	*req = arg;
 	char			 obj[2048], body[4096];
+
+	if (fa.big_slices > 0) {
+		fa_big_slice_list(req);
+		return;
+	}
 
 	snprintf(obj, sizeof(obj), SLICE_OBJ_FMT, "7",
 	    "{\"addresses\":[\"10.244.0.1\"],\"conditions\":{\"ready\":true}}");
@@ -906,6 +1047,152 @@ Test(informer_loopback, first_table_waits_for_both_lists_then_follows_events,
 	event_free(fa.ev_timeout);
 	evhttp_free(fa.http);
 	event_base_free(fa.base);
+}
+
+/*
+ * Once per turn of the loop (a zero timeout that adds itself again): the
+ * most body bytes handed over between two turns.
+ */
+static void
+fa_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct timeval	 now = { 0, 0 };
+
+	if (fa.turn_bytes > fa.max_turn_bytes)
+		fa.max_turn_bytes = fa.turn_bytes;
+	fa.turn_bytes = 0;
+	evtimer_add(fa.ev_tick, &now);
+}
+
+static int
+fa_count_data(const char *buf, size_t len, long status, void *arg)
+{
+	fa.turn_bytes += len;
+	fa.total_bytes += len;
+	return (0);
+}
+
+static void
+fa_count_done(const struct kube_http_result *r, void *arg)
+{
+	cr_assert_null(r->error, "%s", r->error);
+	cr_assert_eq(r->status, 200);
+	fa.done = true;
+}
+
+Test(informer_loopback, large_list_in_slices_makes_one_whole_table,
+    .timeout = 30)
+{
+	struct conf		 conf;
+	struct source_api	*sa;
+
+	sa = fa_start(&conf, 0);
+	fa.big_slices = 500;
+	fa_run_until(1);
+	cr_assert_gt(fa.big_bytes, 2u << 20);
+	cr_assert_eq(fa.tables[0]->n_svcs, 1);
+	cr_assert_eq(fa_endpoints(fa.tables[0]), 500);
+	source_api_free(sa);
+	conf_clear(&conf);
+	svctab_unref(fa.tables[0]);
+	event_free(fa.ev_timeout);
+	evhttp_free(fa.http);
+	event_base_free(fa.base);
+}
+
+/*
+ * A server in a child process that answers one request with body at once
+ * (as fast as the socket takes it), so that the client has far more than
+ * a turn's worth ready at every read.  Returns the port; *pid the child.
+ */
+static int
+blast_server(const char *body, size_t len, pid_t *pid)
+{
+	struct sockaddr_in	 sin;
+	socklen_t		 sl = sizeof(sin);
+	char			 head[256], req[4096];
+	size_t			 off;
+	ssize_t			 n;
+	int			 fd, c, hl;
+
+	cr_assert_geq(fd = socket(AF_INET, SOCK_STREAM, 0), 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	cr_assert_eq(listen(fd, 1), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
+	cr_assert_geq(*pid = fork(), 0);
+	if (*pid > 0) {
+		close(fd);
+		return (ntohs(sin.sin_port));
+	}
+	alarm(20);
+	if ((c = accept(fd, NULL, NULL)) == -1)
+		_exit(1);
+	/* The request: a GET, headers only. */
+	for (off = 0; off < sizeof(req) - 1; off += (size_t)n) {
+		if ((n = read(c, req + off, sizeof(req) - 1 - off)) <= 0)
+			_exit(1);
+		req[off + (size_t)n] = '\0';
+		if (strstr(req, "\r\n\r\n") != NULL)
+			break;
+	}
+	hl = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Type: "
+	    "application/json\r\nContent-Length: %zu\r\n\r\n", len);
+	if (write(c, head, (size_t)hl) != hl)
+		_exit(1);
+	for (off = 0; off < len; off += (size_t)n)
+		if ((n = write(c, body + off, len - off)) <= 0)
+			_exit(1);
+	close(c);
+	_exit(0);
+}
+
+Test(informer_loopback, a_large_body_is_handed_over_a_slice_per_loop_turn,
+    .timeout = 30)
+{
+	struct kube_creds	 creds;
+	struct kube_http	*kh;
+	struct kube_http_cb	 cb = { fa_count_data, fa_count_done, NULL };
+	struct timeval		 now = { 0, 0 };
+	char			 url[64], err[256], *body;
+	size_t			 len = 8u << 20;
+	pid_t			 pid;
+	int			 port, status;
+
+	memset(&fa, 0, sizeof(fa));
+	cr_assert_not_null(body = malloc(len));
+	/* White space is the cheapest JSON to parse: a gzip bomb's. */
+	memset(body, ' ', len);
+	port = blast_server(body, len, &pid);
+	cr_assert_not_null(fa.base = event_base_new());
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+	cr_assert_eq(kubeconfig_resolve(NULL, NULL, url, "/nonexistent",
+	    &creds, 0, err, sizeof(err)), 0, "%s", err);
+	cr_assert_not_null(kh = kube_http_new(fa.base, &creds, err,
+	    sizeof(err)), "%s", err);
+	cr_assert_not_null(kube_http_get(kh, "/api/v1/services", 0, 0, &cb,
+	    err, sizeof(err)), "%s", err);
+	cr_assert_not_null(fa.ev_tick = evtimer_new(fa.base, fa_tick, NULL));
+	/* Let the server fill the socket buffers before the first read. */
+	usleep(200000);
+	evtimer_add(fa.ev_tick, &now);
+	while (!fa.done)
+		event_base_loop(fa.base, EVLOOP_ONCE);
+	cr_assert_eq(fa.total_bytes, len);
+	/*
+	 * At most 64 KiB and one read of 16 KiB per turn; a window between
+	 * two ticks may span parts of two turns.
+	 */
+	cr_assert_leq(fa.max_turn_bytes, 2 * (64 + 16) * 1024, "%zu bytes "
+	    "in one turn", fa.max_turn_bytes);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	kube_http_free(kh);
+	kube_creds_clear(&creds);
+	event_free(fa.ev_tick);
+	event_base_free(fa.base);
+	free(body);
 }
 
 Test(informer, unauthorized_retries_at_once_only_with_a_new_token)

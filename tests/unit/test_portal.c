@@ -4,7 +4,9 @@
  * of portal (pure), and, as root, the real thing with iptables-legacy and
  * iptables-nft inside a network namespace of the test's own (each Criterion
  * test is a process of its own; unshare(CLONE_NEWNET) gives it an empty
- * netns, so the host's rules are never touched), plus port claims.
+ * netns, so the host's rules are never touched), plus port claims and
+ * portal jobs (the copy a sync renders, and the runner that keeps a sync
+ * off the event loop).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,10 +21,12 @@
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+#include <event2/event.h>
 
 #include "base/svc.h"
 #include "conf/conf.h"
 #include "proxy/portal.h"
+#include "proxy/portal_job.h"
 
 /* Building services */
 
@@ -1168,4 +1172,233 @@ Test(portal, backend_none_is_a_no_op)
 	cr_assert_eq(portal_sync(p, NULL, 0), 0);
 	cr_assert_eq(portal_remove(p), 0);
 	portal_free(p);
+}
+
+/* Portal jobs */
+
+Test(portal, job_renders_its_own_copy_of_the_ports)
+{
+	struct portal_env		 e4 = env_any(), e6 = env_any();
+	struct portal_port		 ports[2];
+	const struct portal_port	*jp;
+	struct portal_job		*job;
+	struct svc			*web;
+	char				*want4, *want6, *got;
+	size_t				 n;
+
+	e6.bind_ip = ip("::");
+	e6.host_ip6 = ip("fd00::5");
+	web = mk_svc("default", "web", SVC_TYPE_LOAD_BALANCER, "10.96.0.10");
+	web->cluster_ips[1] = ip("fd00:96::10");
+	web->n_cluster_ips = 2;
+	add_port(web, "http", SVC_PROTO_TCP, 80, 30080);
+	add_port(web, "dns", SVC_PROTO_UDP, 53, 0);
+	add_ip(&web->external_ips, &web->n_external_ips, "198.51.100.9");
+	add_ip(&web->ingress_ips, &web->n_ingress_ips, "203.0.113.7");
+	ports[0] = (struct portal_port){ web, &web->ports[0], 20001 };
+	ports[1] = (struct portal_port){ web, &web->ports[1], 20002 };
+	want4 = portal_render(&e4, AF_INET, ports, 2);
+	want6 = portal_render(&e6, AF_INET6, ports, 2);
+	cr_assert_not_null(strstr(want4, "203.0.113.7"));
+	cr_assert_not_null(strstr(want6, "fd00:96::10"));
+
+	job = portal_job_new(ports, 2);
+	cr_assert_not_null(job);
+	/* The table moves on while the job runs: nothing of it is left. */
+	svc_unref(web);
+	jp = portal_job_ports(job, &n);
+	cr_assert_eq(n, 2);
+	got = portal_render(&e4, AF_INET, jp, n);
+	expect_text(got, want4);
+	free(got);
+	got = portal_render(&e6, AF_INET6, jp, n);
+	expect_text(got, want6);
+	free(got);
+	free(want4);
+	free(want6);
+	portal_job_free(job);
+}
+
+Test(portal, job_without_ports_renders_empty_chains)
+{
+	struct portal_env		 e = env_any();
+	const struct portal_port	*jp;
+	struct portal_job		*job = portal_job_new(NULL, 0);
+	char				*got;
+	size_t				 n;
+
+	cr_assert_not_null(job);
+	jp = portal_job_ports(job, &n);
+	cr_assert_eq(n, 0);
+	got = portal_render(&e, AF_INET, jp, n);
+	expect_text(got, EMPTY_RENDER);
+	free(got);
+	portal_job_free(job);
+}
+
+Test(portal, failed_job_hands_its_flushes_to_the_next)
+{
+	struct portal_job	*failed, *next;
+	struct portal		*p = new_portal(CONF_IPT_NONE);
+	struct svc_ip		 a = ip("10.96.0.53"), b = ip("fd00::53");
+
+	failed = portal_job_new(NULL, 0);
+	next = portal_job_new(NULL, 0);
+	cr_assert_not_null(failed);
+	cr_assert_not_null(next);
+	/* Not run yet: no success to report. */
+	cr_assert_eq(portal_job_result(failed), -1);
+	cr_assert_eq(portal_job_add_flush(failed, &a, 53), 0);
+	cr_assert_eq(portal_job_add_flush(failed, &b, 0), 0);
+	cr_assert_eq(portal_job_add_flush(next, &a, 5353), 0);
+	cr_assert_eq(portal_job_take_flushes(next, failed), 0);
+	cr_assert_eq(portal_job_n_flushes(next), 3);
+	cr_assert_eq(portal_job_n_flushes(failed), 2);
+	portal_job_free(failed);
+	/* The none backend syncs (and flushes) nothing, and succeeds. */
+	portal_job_run(next, p);
+	cr_assert_eq(portal_job_result(next), 0);
+	portal_job_free(next);
+	portal_free(p);
+}
+
+/* What the runner tests see of the loop and of the runner's callback. */
+struct runner_watch {
+	struct event_base	*base;
+	struct portal_job	*done;
+	int			 n_done;
+	int			 ticks;	/* loop timer runs so far */
+	int			 ticks_at_done;
+};
+
+static void
+runner_watch_done(struct portal_job *job, void *arg)
+{
+	struct runner_watch	*w = arg;
+
+	w->done = job;
+	w->n_done++;
+	w->ticks_at_done = w->ticks;
+	event_base_loopbreak(w->base);
+}
+
+static void
+runner_watch_tick(evutil_socket_t fd, short events, void *arg)
+{
+	struct runner_watch	*w = arg;
+
+	w->ticks++;
+}
+
+static void
+runner_watch_give_up(evutil_socket_t fd, short events, void *arg)
+{
+	struct runner_watch	*w = arg;
+
+	event_base_loopbreak(w->base);
+}
+
+/*
+ * A sync whose restore sleeps 1 s runs on the runner's thread: the loop
+ * keeps running its 50 ms timer meanwhile, a second job is refused while
+ * the first runs, and the result arrives through the loop with the rules
+ * in the kernel.  runner_wait() takes a running job without the callback;
+ * freeing the runner waits for one.
+ */
+static void
+runner_one_at_a_time(const char *backend, enum conf_iptables_backend b)
+{
+	struct timeval		 tick = { 0, 50000 }, limit = { 20, 0 };
+	struct runner_watch	 w;
+	struct portal_job_runner *r;
+	struct portal_port	 port;
+	struct portal_job	*job, *other, *other2;
+	const struct portal_port *jp;
+	struct portal		*p;
+	struct event		*tick_ev, *limit_ev;
+	struct svc		*web;
+	char			 err[256] = "";
+	size_t			 n;
+
+	netns_enter();
+	if (!backend_usable(backend))
+		cr_skip_test("iptables-%s does not work here", backend);
+	p = new_portal(b);
+	stub_restore(backend, "sleep 1");
+	web = mk_svc("default", "web", SVC_TYPE_CLUSTER_IP, "10.96.0.10");
+	add_port(web, "http", SVC_PROTO_TCP, 80, 0);
+	port = (struct portal_port){ web, &web->ports[0], 20001 };
+
+	memset(&w, 0, sizeof(w));
+	w.base = event_base_new();
+	cr_assert_not_null(w.base);
+	r = portal_job_runner_new(w.base, runner_watch_done, &w, err,
+	    sizeof(err));
+	cr_assert_not_null(r, "%s", err);
+	tick_ev = event_new(w.base, -1, EV_PERSIST, runner_watch_tick, &w);
+	limit_ev = evtimer_new(w.base, runner_watch_give_up, &w);
+	event_add(tick_ev, &tick);
+	evtimer_add(limit_ev, &limit);
+
+	job = portal_job_new(&port, 1);
+	other = portal_job_new(NULL, 0);
+	cr_assert_not_null(job);
+	cr_assert_not_null(other);
+	cr_assert(!portal_job_runner_busy(r));
+	cr_assert_eq(portal_job_runner_start(r, p, job), 0);
+	cr_assert(portal_job_runner_busy(r));
+	errno = 0;
+	cr_assert_eq(portal_job_runner_start(r, p, other), -1);
+	cr_assert_eq(errno, EBUSY);
+	/* The caller's table may go: the job has its copy. */
+	svc_unref(web);
+
+	event_base_dispatch(w.base);
+	cr_assert_eq(w.n_done, 1, "no result within 20 s");
+	cr_assert_eq(w.done, job);
+	cr_assert_eq(portal_job_result(job), 0);
+	cr_assert_geq(portal_job_sync_ms(job), 1000);
+	cr_assert(!portal_job_runner_busy(r));
+	/* A loop blocked by the sync would have run its timer once at most. */
+	cr_assert_geq(w.ticks_at_done, 3, "the loop ran %d ticks during a "
+	    "sync of %lld ms", w.ticks_at_done, portal_job_sync_ms(job));
+	jp = portal_job_ports(job, &n);
+	expect_kernel_rules(p, backend, jp, n);
+
+	/* Taken back at shutdown: the callback never sees it. */
+	cr_assert_eq(portal_job_runner_start(r, p, other), 0);
+	cr_assert_eq(portal_job_runner_wait(r), other);
+	cr_assert_eq(portal_job_result(other), 0);
+	cr_assert_null(portal_job_runner_wait(r));
+	event_base_loop(w.base, EVLOOP_NONBLOCK);
+	cr_assert_eq(w.n_done, 1);
+	expect_kernel_rules(p, backend, NULL, 0);
+
+	/* Freed while a job (a copy of the first) runs: it waits for it. */
+	other2 = portal_job_new(jp, n);
+	cr_assert_not_null(other2);
+	cr_assert_eq(portal_job_runner_start(r, p, other2), 0);
+	portal_job_runner_free(r);
+	expect_kernel_rules(p, backend, jp, n);
+
+	portal_job_free(job);
+	portal_job_free(other);
+	event_free(tick_ev);
+	event_free(limit_ev);
+	event_base_free(w.base);
+	unstub_restore();
+	cr_assert_eq(portal_cleanup_all(), 0);
+	portal_free(p);
+}
+
+Test(portal, legacy_runner_syncs_off_the_loop_one_at_a_time, .timeout = 60,
+    .fini = netns_leave)
+{
+	runner_one_at_a_time("legacy", CONF_IPT_LEGACY);
+}
+
+Test(portal, nft_runner_syncs_off_the_loop_one_at_a_time, .timeout = 60,
+    .fini = netns_leave)
+{
+	runner_one_at_a_time("nft", CONF_IPT_NFT);
 }

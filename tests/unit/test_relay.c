@@ -81,15 +81,18 @@ harness_init(struct harness *h, enum conf_relay_mode mode,
 	snprintf(h->pp->key, sizeof(h->pp->key), "test/relay:http/TCP");
 	snprintf(h->pp->display, sizeof(h->pp->display), "test/relay:http");
 	h->pp->proto = SVC_PROTO_TCP;
-	h->pp->env = &h->env;
+	cr_assert_not_null(h->pp->lanes = calloc(1, sizeof(*h->pp->lanes)));
+	h->pp->n_lanes = 1;
+	h->pp->lanes[0].pp = h->pp;
+	h->pp->lanes[0].env = &h->env;
 	cr_assert_not_null(h->pp->lb = lb_new());
 
 	fd = listener_bind(SVC_PROTO_TCP, "127.0.0.1", 0, 0, 0, &h->port,
 	    err, sizeof(err));
 	cr_assert_neq(fd, -1, "%s", err);
-	h->pp->listener = listener_new(h->base, fd, h->pp->display,
-	    tcp_relay_accept, h->pp, err, sizeof(err));
-	cr_assert_not_null(h->pp->listener, "%s", err);
+	h->pp->lanes[0].listener = listener_new(h->base, fd, h->pp->display,
+	    tcp_relay_accept, &h->pp->lanes[0], err, sizeof(err));
+	cr_assert_not_null(h->pp->lanes[0].listener, "%s", err);
 	h->pp->proxy_port = h->port;
 }
 
@@ -98,8 +101,8 @@ harness_free(struct harness *h)
 {
 	tcp_relay_close_all();
 	cr_assert_eq(h->pp->refcnt, 1, "sessions left references behind");
-	listener_free(h->pp->listener);
-	h->pp->listener = NULL;
+	listener_free(h->pp->lanes[0].listener);
+	h->pp->lanes[0].listener = NULL;
 	pport_unref(h->pp);
 	pipe_pool_free(h->env.pipes);
 	event_base_free(h->base);
@@ -861,9 +864,9 @@ Test(relay, paused_listener_refuses_at_once_and_resumes, .timeout = 20)
 	int fd;
 
 	harness_init(&h, CONF_RELAY_SPLICE, 0);
-	listener_pause(h.pp->listener);
-	listener_pause(h.pp->listener);
-	cr_assert(listener_is_paused(h.pp->listener));
+	listener_pause(h.pp->lanes[0].listener);
+	listener_pause(h.pp->lanes[0].listener);
+	cr_assert(listener_is_paused(h.pp->lanes[0].listener));
 
 	t0 = now_ms();
 	cr_assert_eq(fd = client_connect(h.port), -1);
@@ -880,21 +883,21 @@ Test(relay, paused_listener_refuses_at_once_and_resumes, .timeout = 20)
 	    "another socket could bind the paused port");
 	cr_assert_eq(errno, EADDRINUSE);
 	close(fd);
-	cr_assert_eq(listener_port(h.pp->listener), h.port);
+	cr_assert_eq(listener_port(h.pp->lanes[0].listener), h.port);
 
 	b = backend_start("127.0.0.1", BACKEND_ECHO, 0);
 	set_endpoint(&h, b->port);
-	listener_resume(h.pp->listener);
-	listener_resume(h.pp->listener);
-	cr_assert_not(listener_is_paused(h.pp->listener));
+	listener_resume(h.pp->lanes[0].listener);
+	listener_resume(h.pp->lanes[0].listener);
+	cr_assert_not(listener_is_paused(h.pp->lanes[0].listener));
 	client_run(&h, &c, 5000);
 	cr_assert(c.eof && c.got == 10 && c.reply_ok);
 
 	/* And once more: pause after traffic, resume, still the same port. */
-	listener_pause(h.pp->listener);
+	listener_pause(h.pp->lanes[0].listener);
 	cr_assert_eq(client_connect(h.port), -1);
 	cr_assert_eq(errno, ECONNREFUSED);
-	listener_resume(h.pp->listener);
+	listener_resume(h.pp->lanes[0].listener);
 	cr_assert_neq(fd = client_connect(h.port), -1);
 	memset(&sin, 0, sizeof(sin));
 	getpeername(fd, (struct sockaddr *)&sin, &len);
@@ -1080,8 +1083,8 @@ Test(relay, removed_port_outlives_its_sessions, .timeout = 20)
 
 	/* What the proxier does on removal. */
 	pp = h.pp;
-	listener_free(pp->listener);
-	pp->listener = NULL;
+	listener_free(pp->lanes[0].listener);
+	pp->lanes[0].listener = NULL;
 	pp->removed = true;
 	pport_unref(pp);
 	cr_assert_eq(tcp_relay_active(), 1);

@@ -53,6 +53,7 @@ struct echo {
 /* One service port: the pport, its balancer, its relay and address. */
 struct svcport {
 	struct pport		 pp;
+	struct pport_lane	 lane;
 	struct svc_port		 port;
 	struct endpoint		 eps[MAX_ECHO + 1];
 	struct udp_port		*up;
@@ -248,7 +249,10 @@ svc_add_on(const char *bind_addr, const char *dst_addr)
 	    fx.n_svc);
 	s->pp.refcnt = 1;
 	s->pp.proto = SVC_PROTO_UDP;
-	s->pp.env = &fx.env;
+	s->lane.pp = &s->pp;
+	s->lane.env = &fx.env;
+	s->pp.lanes = &s->lane;
+	s->pp.n_lanes = 1;
 	s->port.proto = SVC_PROTO_UDP;
 	s->port.port = 53;
 	s->pp.port = &s->port;
@@ -257,9 +261,9 @@ svc_add_on(const char *bind_addr, const char *dst_addr)
 	    sizeof(err));
 	cr_assert_geq(fd, 0, "listener_bind: %s", err);
 	s->fd = fd;
-	s->up = udp_port_new(&s->pp, fd, err, sizeof(err));
+	s->up = udp_port_new(&s->lane, fd, err, sizeof(err));
 	cr_assert_not_null(s->up, "udp_port_new: %s", err);
-	s->pp.udp = s->up;
+	s->lane.udp = s->up;
 	s->pp.proxy_port = port;
 	memset(&s->addr, 0, sizeof(s->addr));
 	s->addr.sin_family = AF_INET;
