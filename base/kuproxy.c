@@ -27,6 +27,7 @@
 
 #include "base/clock.h"
 #include "base/admin.h"
+#include "base/explain.h"
 #include "base/log.h"
 #include "base/privdrop.h"
 #include "base/sdnotify.h"
@@ -443,6 +444,9 @@ main(int argc, char **argv)
 		} else
 			rc = status_client(d.conf.status_socket,
 			    d.conf.output_json);
+		break;
+	case CONF_CMD_EXPLAIN:
+		rc = explain_client(&d.conf);
 		break;
 	case CONF_CMD_RUN:
 		rc = daemon_run(&d);

@@ -4,6 +4,11 @@
  * state, the unix-socket server that hands it out (one document per
  * connection, then close), and the client that prints it.  The document
  * is the contract between the two, versioned by formatVersion.
+ *
+ * A client asks with one line: "status", or "explain NAMESPACE/NAME:PORT"
+ * (base/explain.c builds that answer).  A client that sends nothing and
+ * waits, as kuproxy status did before requests existed, gets the status
+ * after STATUS_REQUEST_WAIT_MS or at its end of file.
  */
 #include "config.h"
 
@@ -22,6 +27,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "base/explain.h"
 #include "base/log.h"
 #include "base/status.h"
 #include "conf/conf.h"
@@ -31,6 +37,8 @@
 #include "proxy/proxier.h"
 
 #define STATUS_MAX_BYTES	(64 << 20)
+#define STATUS_REQUEST_MAX	1024	/* one request line */
+#define STATUS_REQUEST_WAIT_MS	500
 
 struct status_server {
 	struct evconnlistener	*listener;
@@ -240,10 +248,75 @@ status_written(struct bufferevent *bev, void *arg)
 	bufferevent_free(bev);
 }
 
+/* A client that went away before its answer was written. */
+static void
+status_gone(struct bufferevent *bev, short what, void *arg)
+{
+	bufferevent_free(bev);
+}
+
+/* Answer one request (NULL: none came) and close once it is written. */
+static void
+status_answer(struct bufferevent *bev, struct status_server *srv,
+    const char *request)
+{
+	json_object	*doc;
+	const char	*text;
+
+	if (request == NULL || strcmp(request, "status") == 0)
+		doc = status_document(srv->proxier, srv->conf);
+	else if (strncmp(request, "explain ", 8) == 0)
+		doc = explain_daemon(srv->proxier, srv->conf, request + 8);
+	else {
+		doc = json_object_new_object();
+		json_object_object_add(doc, "error", json_object_new_string(
+		    "unknown request (this kuproxy knows status and "
+		    "explain)"));
+	}
+	if (doc == NULL) {
+		bufferevent_free(bev);
+		return;
+	}
+	text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE);
+	bufferevent_disable(bev, EV_READ);
+	bufferevent_setcb(bev, NULL, status_written, status_gone, srv);
+	bufferevent_write(bev, text, strlen(text));
+	bufferevent_write(bev, "\n", 1);
+	json_object_put(doc);
+}
+
+static void
+status_read(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer	*in = bufferevent_get_input(bev);
+	char		*line;
+
+	if ((line = evbuffer_readln(in, NULL, EVBUFFER_EOL_CRLF)) != NULL) {
+		status_answer(bev, arg, line);
+		free(line);
+	} else if (evbuffer_get_length(in) > STATUS_REQUEST_MAX)
+		bufferevent_free(bev);
+}
+
+/*
+ * End of file or silence before a whole request line: what came is the
+ * request, nothing is "status".  An error closes.
+ */
 static void
 status_event(struct bufferevent *bev, short what, void *arg)
 {
-	bufferevent_free(bev);
+	char	 line[STATUS_REQUEST_MAX + 1];
+	int	 len;
+
+	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_TIMEOUT))) {
+		bufferevent_free(bev);
+		return;
+	}
+	len = evbuffer_remove(bufferevent_get_input(bev), line,
+	    STATUS_REQUEST_MAX);
+	line[len > 0 ? len : 0] = '\0';
+	status_answer(bev, arg, len > 0 ? line : NULL);
 }
 
 static void
@@ -252,8 +325,7 @@ status_accept(struct evconnlistener *l, evutil_socket_t fd,
 {
 	struct status_server	*srv = arg;
 	struct bufferevent	*bev;
-	json_object		*doc;
-	const char		*text;
+	struct timeval		 wait = { 0, STATUS_REQUEST_WAIT_MS * 1000 };
 
 	bev = bufferevent_socket_new(evconnlistener_get_base(l), fd,
 	    BEV_OPT_CLOSE_ON_FREE);
@@ -261,14 +333,9 @@ status_accept(struct evconnlistener *l, evutil_socket_t fd,
 		close(fd);
 		return;
 	}
-	doc = status_document(srv->proxier, srv->conf);
-	text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
-	    JSON_C_TO_STRING_NOSLASHESCAPE);
-	bufferevent_write(bev, text, strlen(text));
-	bufferevent_write(bev, "\n", 1);
-	json_object_put(doc);
-	bufferevent_setcb(bev, NULL, status_written, status_event, srv);
-	bufferevent_enable(bev, EV_WRITE);
+	bufferevent_setcb(bev, status_read, NULL, status_event, srv);
+	bufferevent_set_timeouts(bev, &wait, NULL);
+	bufferevent_enable(bev, EV_READ);
 }
 
 static int
@@ -343,8 +410,29 @@ status_server_free(struct status_server *srv)
 
 /* The client. */
 
-static json_object *
-status_fetch(const char *path, char *err, size_t errlen)
+/* Send the request line and our end of file. */
+static int
+status_send(int fd, const char *request)
+{
+	size_t	 len = strlen(request), off = 0;
+	ssize_t	 n;
+
+	while (off < len) {
+		n = write(fd, request + off, len - off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			return -1;
+		off += (size_t)n;
+	}
+	if (write(fd, "\n", 1) != 1)
+		return -1;
+	return shutdown(fd, SHUT_WR);
+}
+
+/* See status.h. */
+json_object *
+status_ask(const char *path, const char *request, char *err, size_t errlen)
 {
 	struct sockaddr_un	 sun;
 	json_object		*doc;
@@ -362,6 +450,11 @@ status_fetch(const char *path, char *err, size_t errlen)
 		if (fd != -1)
 			close(fd);
 		return NULL;
+	}
+	if (status_send(fd, request) == -1) {
+		snprintf(err, errlen, "writing to %s: %s", path,
+		    strerror(errno));
+		goto fail;
 	}
 	for (;;) {
 		if (len + 4096 + 1 > cap) {
@@ -511,7 +604,7 @@ status_client(const char *path, bool json)
 	json_object	*doc;
 	char		 err[512];
 
-	if ((doc = status_fetch(path, err, sizeof(err))) == NULL) {
+	if ((doc = status_ask(path, "status", err, sizeof(err))) == NULL) {
 		fprintf(stderr, "kuproxy status: %s\n", err);
 		return 1;
 	}

@@ -4,7 +4,8 @@
  * so only its owner may ask) with one JSON document describing every
  * service port, its portals and proxy port, and its endpoints with their
  * counters; the command prints it as a table in the manner of `ipvsadm -Ln`,
- * or as is with --json.
+ * or as is with --json.  The same socket answers `kuproxy explain`
+ * (base/explain.h).
  */
 #ifndef KUPROXY_STATUS_H
 #define KUPROXY_STATUS_H
@@ -41,6 +42,14 @@ void		 status_server_free(struct status_server *);
  * on stderr).
  */
 int		 status_client(const char *path, bool json);
+
+/*
+ * Send one request line ("status", "explain NS/NAME:PORT") to the daemon
+ * at path and return the JSON document it answers (the caller's), or NULL
+ * with a message in err when it cannot be reached or answers no JSON.
+ */
+json_object	*status_ask(const char *path, const char *request, char *err,
+		    size_t errlen);
 
 /* Print a status document as the table (separate for tests). */
 void		 status_print_table(json_object *doc, FILE *out);

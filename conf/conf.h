@@ -35,6 +35,7 @@ enum conf_command {
 	CONF_CMD_HELP,
 	CONF_CMD_VERSION,
 	CONF_CMD_STATUS,	/* kuproxy status: ask the running daemon */
+	CONF_CMD_EXPLAIN,	/* kuproxy explain: one service, in words */
 };
 
 /* An IPv4 or IPv6 prefix, e.g. from --nodeport-addresses. */
@@ -114,6 +115,8 @@ struct conf {
 
 	/* --json: machine-readable output of a command such as status */
 	bool			 output_json;
+	/* kuproxy explain [NAMESPACE/]NAME[:PORT]: the service to explain */
+	char			*explain_target;
 
 	/* -v / --v, --logging-format */
 	int			 verbosity;

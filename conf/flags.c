@@ -167,8 +167,8 @@ static const struct flag flags[] = {
 	    "The longest time between two syncs of the portal rules.  Must be "
 	    "greater than 0 and not shorter than --iptables-min-sync-period."),
 	BOOL_FLAG("json", output_json,
-	    "With the status command: print JSON (a versioned document) "
-	    "instead of a table."),
+	    "With the status and explain commands: print JSON (a versioned "
+	    "document) instead of a table or text."),
 	STRING_FLAG("kubeconfig", "PATH", kubeconfig, "",
 	    "A kubeconfig file with the API server and credentials.  Without "
 	    "it and without --services-file, the in-cluster configuration is "
@@ -539,6 +539,7 @@ command_rank(enum conf_command cmd)
 		return 2;
 	case CONF_CMD_CLEANUP:
 	case CONF_CMD_STATUS:
+	case CONF_CMD_EXPLAIN:
 		return 1;
 	case CONF_CMD_RUN:
 		break;
@@ -691,40 +692,78 @@ flags_apply_one(struct conf *c, int argc, char **argv, int *i, char *err,
 	return flag_apply_row(c, f, spelling, value, err, errlen);
 }
 
-/* Apply every flag in argv to c, in order; kuproxy takes no arguments. */
+/*
+ * The argument of "kuproxy explain": the one word that is not a flag.
+ * Applying argv again (after --config) sets the same word again.
+ */
+static int
+flags_explain_target(struct conf *c, const char *arg, bool *seen, char *err,
+    size_t errlen)
+{
+	char	*copy;
+
+	if (*seen) {
+		snprintf(err, errlen, "unexpected argument \"%s\": kuproxy "
+		    "explain takes one service, [NAMESPACE/]NAME[:PORT]", arg);
+		return -1;
+	}
+	if ((copy = strdup(arg)) == NULL) {
+		snprintf(err, errlen, "\"%s\": out of memory", arg);
+		return -1;
+	}
+	free(c->explain_target);
+	c->explain_target = copy;
+	*seen = true;
+	return 0;
+}
+
+/*
+ * Apply every flag in argv to c, in order.  kuproxy takes no arguments,
+ * but for a command word first ("status", "explain") and explain's
+ * service.
+ */
 static int
 flags_apply_argv(struct conf *c, int argc, char **argv, char *err,
     size_t errlen)
 {
 	const char	*arg;
+	bool		 explain = false, target_seen = false, dashdash = false;
 	int		 i;
 
 	for (i = 1; i < argc; i++) {
 		arg = argv[i];
 
-		if (strcmp(arg, "--") == 0) {
-			if (i + 1 < argc) {
-				arg = argv[i + 1];
-				goto positional;
-			}
-			break;
+		if (!dashdash && strcmp(arg, "--") == 0) {
+			dashdash = true;
+			continue;
 		}
-		if (i == 1 && strcmp(arg, "status") == 0) {
-			/* The one subcommand: talk to the running daemon. */
+		if (!dashdash && i == 1 && strcmp(arg, "status") == 0) {
+			/* Talk to the running daemon. */
 			c->command = CONF_CMD_STATUS;
 			continue;
 		}
-		if (arg[0] != '-' || arg[1] == '\0')
-			goto positional;
-		if (flags_apply_one(c, argc, argv, &i, err, errlen) == -1)
+		if (!dashdash && i == 1 && strcmp(arg, "explain") == 0) {
+			c->command = CONF_CMD_EXPLAIN;
+			explain = true;
+			continue;
+		}
+		if (!dashdash && arg[0] == '-' && arg[1] != '\0') {
+			if (flags_apply_one(c, argc, argv, &i, err,
+			    errlen) == -1)
+				return -1;
+			continue;
+		}
+		if (!explain) {
+			snprintf(err, errlen, "unexpected argument \"%s\": "
+			    "kuproxy takes only flags (and the command "
+			    "\"status\" or \"explain\" first)", arg);
+			return -1;
+		}
+		if (flags_explain_target(c, arg, &target_seen, err,
+		    errlen) == -1)
 			return -1;
 	}
 	return 0;
-
- positional:
-	snprintf(err, errlen, "unexpected argument \"%s\": kuproxy takes only "
-	    "flags (and the command \"status\" first)", arg);
-	return -1;
 }
 
 /* Checks between settings, once every source has been applied. */
@@ -799,6 +838,7 @@ conf_clear(struct conf *c)
 	free(c->metrics_bind_address);
 	free(c->status_socket);
 	free(c->user);
+	free(c->explain_target);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -875,7 +915,9 @@ conf_usage(FILE *out)
 	size_t	i;
 
 	fprintf(out, "Usage: kuproxy [flags]\n"
-	    "       kuproxy status [--json] [--status-socket PATH]\n\n"
+	    "       kuproxy status [--json] [--status-socket PATH]\n"
+	    "       kuproxy explain [--json] [--services-file PATH] "
+	    "[NAMESPACE/]NAME[:PORT]\n\n"
 	    "kuproxy is kube-proxy's userspace mode: it watches services and "
 	    "endpoints\n(from the API server or a file), listens on a local "
 	    "port per service port,\nand relays each connection to an "
@@ -883,7 +925,14 @@ conf_usage(FILE *out)
 	    "those ports.\n\n"
 	    "kuproxy status asks the running daemon what it serves: every "
 	    "service port,\nits portals and proxy port, and its endpoints "
-	    "with their connections,\nbytes and failures.\n\nFlags:\n");
+	    "with their connections,\nbytes and failures.\n\n"
+	    "kuproxy explain says what becomes of a connection to one "
+	    "service: each\nportal address with the iptables rule that "
+	    "catches it, the proxy port, the\nbalancer and its endpoints, "
+	    "from a pod, from the node and from outside.\nIt asks the "
+	    "running daemon, or with --services-file reads that file\n"
+	    "without touching the system (the proxy port is then not known)."
+	    "\n\nFlags:\n");
 	for (i = 0; i < N_FLAGS; i++) {
 		const struct flag *f = &flags[i];
 

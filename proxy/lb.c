@@ -603,3 +603,53 @@ lb_n_affinity(const struct lb *lb)
 	lb_unlock(lb);
 	return ret;
 }
+
+/* See lb.h; under the balancer's lock. */
+int
+lb_peek_next(const struct lb *lb, long long now_ms, struct lb_target *out)
+{
+	int	 ret = -1;
+
+	lb_lock(lb);
+	if (lb->n_targets > 0) {
+		*out = lb->targets[lb_next_usable(lb, NULL, now_ms)];
+		ret = 0;
+	}
+	lb_unlock(lb);
+	return ret;
+}
+
+/* See lb.h; under the balancer's lock. */
+bool
+lb_uses(const struct lb *lb, const struct lb_target *t)
+{
+	bool	 ret;
+
+	lb_lock(lb);
+	ret = lb_find(lb, t) >= 0;
+	lb_unlock(lb);
+	return ret;
+}
+
+/* See lb.h; under the balancer's lock. */
+size_t
+lb_sticky_clients(struct lb *lb, long long now_ms,
+    struct lb_sticky *out, size_t max)
+{
+	struct lb_affinity	*a;
+	size_t			 n = 0;
+
+	lb_lock(lb);
+	RB_FOREACH(a, lb_affinity_tree, &lb->clients) {
+		if (!lb_affinity_live(lb, a, now_ms))
+			continue;
+		if (n < max) {
+			out[n].client = a->client;
+			out[n].target = a->target;
+			out[n].idle_ms = now_ms - a->last_used_ms;
+		}
+		n++;
+	}
+	lb_unlock(lb);
+	return n;
+}

@@ -94,6 +94,35 @@ bool		 lb_backing_off(const struct lb *, const struct lb_target *t,
 void		 lb_sweep(struct lb *, long long now_ms);
 size_t		 lb_n_affinity(const struct lb *);
 
+/*
+ * Read-only views, for explaining a balancer (kuproxy explain); none of
+ * them moves the cursor or refreshes an affinity entry.
+ *
+ * lb_peek_next: the endpoint the next client without a live affinity entry
+ * would get at now_ms (round robin, passing over endpoints backing off).
+ * Returns 0 with *out set, or -1 when there is no endpoint.
+ */
+int		 lb_peek_next(const struct lb *, long long now_ms,
+		    struct lb_target *out);
+/* Whether t is one of the endpoints lb_pick() chooses from. */
+bool		 lb_uses(const struct lb *, const struct lb_target *t);
+
+/* A client's affinity, as lb_sticky_clients() reports it. */
+struct lb_sticky {
+	struct svc_ip		client;
+	struct lb_target	target;
+	long long		idle_ms;	/* since its last connection */
+};
+
+/*
+ * Copy up to max live affinity entries (idle for less than the timeout at
+ * now_ms), in client address order, into out.  Returns how many entries
+ * are live, which may be more than max.  Changes nothing (the tree walk
+ * wants a mutable head).
+ */
+size_t		 lb_sticky_clients(struct lb *, long long now_ms,
+		    struct lb_sticky *out, size_t max);
+
 void		 lb_tried_add(struct lb_tried *, const struct lb_target *);
 bool		 lb_tried_has(const struct lb_tried *,
 		    const struct lb_target *);

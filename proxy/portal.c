@@ -581,9 +581,9 @@ portal_usable_host_addr(const struct ifaddrs *ifa, int family)
 
 /*
  * ChooseHostInterface, as upstream: an address of the interface holding
- * the default route, else the first non-loopback address.  Returns 0 or -1.
+ * the default route, else the first non-loopback address.  See portal.h.
  */
-static int
+int
 portal_find_host_ip(int family, struct svc_ip *out)
 {
 	struct ifaddrs		*ifas, *ifa;

@@ -99,6 +99,38 @@ char		*portal_render_with(const struct portal_env *, int family,
 		    const struct portal_port *ports, size_t n_ports,
 		    const char *nat_extra, const char *filter_extra);
 
+/* Which portal of a service port a rule serves. */
+enum portal_rule_for {
+	PORTAL_FOR_CLUSTER_IP = 0,
+	PORTAL_FOR_EXTERNAL_IP,
+	PORTAL_FOR_INGRESS_IP,		/* status.loadBalancer.ingress[].ip */
+	PORTAL_FOR_NODE_PORT,
+	PORTAL_FOR_NODE_PORT_ACCEPT,	/* filter: the proxy port let in */
+};
+
+/* One rule as portal_render() writes it, for explaining it. */
+struct portal_rule {
+	enum portal_rule_for	 what;
+	const struct svc_ip	*ip;	/* the portal's; NULL: the node port */
+	const char		*table;	/* "nat" or "filter" */
+	const char		*chain;	/* one of ours */
+	const char		*line;	/* "-A CHAIN ...", no newline */
+};
+
+typedef void	(*portal_rule_cb)(const struct portal_rule *, void *arg);
+
+/*
+ * Call cb, in render order, for each rule that portal_render() would write
+ * for the one service port pp in family: the very lines, so that what is
+ * explained is what is installed.  When proxy_port_text is not NULL it is
+ * written where the proxy port goes (pp->proxy_port may then be 0): a
+ * placeholder for a port not assigned yet.  Pure.  Returns the number of
+ * rules.
+ */
+size_t		 portal_render_port_rules(const struct portal_env *,
+		    int family, const struct portal_port *pp,
+		    const char *proxy_port_text, portal_rule_cb cb, void *arg);
+
 /*
  * Whether externalIP ip may get portals: it lies inside one of
  * env->external_ip_allow, or that list is empty (CVE-2020-8554).
@@ -122,6 +154,15 @@ struct portal	*portal_new(const struct conf *, char *err, size_t errlen);
 const char	*portal_backend_name(const struct portal *);
 /* The environment the rules are rendered with (host IPs, bind IP...). */
 const struct portal_env *portal_env(const struct portal *);
+
+/*
+ * The host IP of family (AF_INET or AF_INET6) that node-local traffic is
+ * DNATed to, found as portal_new() finds it (upstream's
+ * ChooseHostInterface): an address of the default route's interface, else
+ * the first usable non-loopback one.  Reads the routing table and the
+ * interfaces only.  Returns 0 with *out set, or -1 (out zeroed).
+ */
+int		 portal_find_host_ip(int family, struct svc_ip *out);
 
 /*
  * Make the kernel's rules match ports: one iptables-save to find the jumps,

@@ -68,14 +68,27 @@ const struct portal_jump portal_jumps[PORTAL_N_JUMPS] = {
 #define RENDER_COMMENTLEN	256
 /* "-j DNAT --to-destination [v6]:port" */
 #define RENDER_TARGETLEN	(SVC_IPSTRLEN + 48)
+/* The longest rule: two addresses, the comment, matches and a target. */
+#define RENDER_LINELEN		(RENDER_COMMENTLEN + RENDER_TARGETLEN + 256)
+/* A proxy port given as text (a placeholder) is cut to this. */
+#define RENDER_PORTTEXTLEN	24
 
-/* One rendering in progress: a text stream per chain. */
+/*
+ * One rendering in progress: a text stream per chain (NULL when only
+ * the callback wants the rules), and who the rules written now are for.
+ */
 struct render {
 	const struct portal_env	*env;
 	int			 family;
 	FILE			*chain[RC_N];
 	char			*text[RC_N];
 	size_t			 len[RC_N];
+	portal_rule_cb		 cb;		/* NULL: none */
+	void			*cb_arg;
+	const char		*proxy_port_text; /* NULL: the number */
+	enum portal_rule_for	 what;
+	const struct svc_ip	*what_ip;
+	size_t			 n_rules;
 };
 
 /* What one service port's rules share. */
@@ -160,15 +173,15 @@ render_cidr(const struct conf_cidr *c, char *buf, size_t len)
 
 /* "-j DNAT --to-destination ip:port", with brackets around IPv6. */
 static void
-render_dnat(const struct svc_ip *ip, uint16_t port, char *buf, size_t len)
+render_dnat(const struct svc_ip *ip, const char *port, char *buf, size_t len)
 {
 	char	 s[SVC_IPSTRLEN];
 
 	render_ip(ip, s, sizeof(s));
 	if (ip->family == AF_INET6)
-		snprintf(buf, len, "-j DNAT --to-destination [%s]:%u", s, port);
+		snprintf(buf, len, "-j DNAT --to-destination [%s]:%s", s, port);
 	else
-		snprintf(buf, len, "-j DNAT --to-destination %s:%u", s, port);
+		snprintf(buf, len, "-j DNAT --to-destination %s:%s", s, port);
 }
 
 /*
@@ -197,22 +210,54 @@ render_comment(const struct svc *svc, const struct svc_port *sp, char *buf,
 /*
  * Append one rule to a chain, arguments in iptables-save's order:
  * -d, -p, comment, protocol match and --dport, extra matches, target.
+ * dport_text, when not NULL, stands for dport (a placeholder proxy port).
  */
+static void
+render_rule_text(struct render *r, enum render_chain chain, const char *dst,
+    const struct render_port *rp, uint16_t dport, const char *dport_text,
+    const char *extra, const char *target)
+{
+	struct portal_rule	 rule;
+	char			 line[RENDER_LINELEN], port[RENDER_PORTTEXTLEN];
+	size_t			 n;
+
+	if (dport_text == NULL)
+		snprintf(port, sizeof(port), "%u", dport);
+	else
+		strlcpy(port, dport_text, sizeof(port));
+	n = (size_t)snprintf(line, sizeof(line), "-A %s",
+	    render_chain_names[chain]);
+	if (dst != NULL && n < sizeof(line))
+		n += (size_t)snprintf(line + n, sizeof(line) - n, " -d %s",
+		    dst);
+	if (n < sizeof(line))
+		n += (size_t)snprintf(line + n, sizeof(line) - n,
+		    " -p %s -m comment --comment \"%s\" -m %s --dport %s",
+		    rp->proto, rp->comment, rp->proto, port);
+	if (extra != NULL && n < sizeof(line))
+		n += (size_t)snprintf(line + n, sizeof(line) - n, " %s",
+		    extra);
+	if (n < sizeof(line))
+		snprintf(line + n, sizeof(line) - n, " %s", target);
+	r->n_rules++;
+	if (r->chain[chain] != NULL)
+		fprintf(r->chain[chain], "%s\n", line);
+	if (r->cb == NULL)
+		return;
+	rule.what = r->what;
+	rule.ip = r->what_ip;
+	rule.table = chain == RC_NODEPORT_NON_LOCAL ? "filter" : "nat";
+	rule.chain = render_chain_names[chain];
+	rule.line = line;
+	r->cb(&rule, r->cb_arg);
+}
+
 static void
 render_rule(struct render *r, enum render_chain chain, const char *dst,
     const struct render_port *rp, uint16_t dport, const char *extra,
     const char *target)
 {
-	FILE	*f = r->chain[chain];
-
-	fprintf(f, "-A %s", render_chain_names[chain]);
-	if (dst != NULL)
-		fprintf(f, " -d %s", dst);
-	fprintf(f, " -p %s -m comment --comment \"%s\" -m %s --dport %u",
-	    rp->proto, rp->comment, rp->proto, dport);
-	if (extra != NULL)
-		fprintf(f, " %s", extra);
-	fprintf(f, " %s\n", target);
+	render_rule_text(r, chain, dst, rp, dport, NULL, extra, target);
 }
 
 /* ClusterIP or LoadBalancer ingress IP: one rule for pods, one for the node. */
@@ -291,9 +336,10 @@ render_node_port(struct render *r, const struct render_port *rp,
 
 /* Whether a portal_port can have rules at all (the proxier filters too). */
 static bool
-render_port_usable(const struct portal_port *pp)
+render_port_usable(const struct render *r, const struct portal_port *pp)
 {
-	if (pp->svc == NULL || pp->port == NULL || pp->proxy_port == 0)
+	if (pp->svc == NULL || pp->port == NULL ||
+	    (pp->proxy_port == 0 && r->proxy_port_text == NULL))
 		return false;
 	if (!svc_is_proxied(pp->svc))
 		return false;
@@ -304,7 +350,7 @@ render_port_usable(const struct portal_port *pp)
 
 /* The targets: REDIRECT or DNAT to bind_ip for pods, DNAT for the node. */
 static void
-render_targets(const struct render *r, uint16_t proxy_port,
+render_targets(const struct render *r, const char *proxy_port,
     struct render_port *rp)
 {
 	const struct portal_env	*env = r->env;
@@ -312,7 +358,7 @@ render_targets(const struct render *r, uint16_t proxy_port,
 
 	if (render_ip_is_any(&env->bind_ip)) {
 		snprintf(rp->container_target, sizeof(rp->container_target),
-		    "-j REDIRECT --to-ports %u", proxy_port);
+		    "-j REDIRECT --to-ports %s", proxy_port);
 		host = r->family == AF_INET ? &env->host_ip : &env->host_ip6;
 	} else {
 		render_dnat(&env->bind_ip, proxy_port, rp->container_target,
@@ -330,42 +376,69 @@ render_targets(const struct render *r, uint16_t proxy_port,
 		    sizeof(rp->host_target));
 }
 
+/* Say who the rules written next are for (the callback's view). */
+static void
+render_for(struct render *r, enum portal_rule_for what,
+    const struct svc_ip *ip)
+{
+	r->what = what;
+	r->what_ip = ip;
+}
+
 static void
 render_port(struct render *r, const struct portal_port *pp)
 {
 	const struct svc	*svc = pp->svc;
 	const struct svc_port	*sp = pp->port;
 	struct render_port	 rp;
+	char			 proxy_port[RENDER_PORTTEXTLEN];
 	size_t			 i;
 
-	if (!render_port_usable(pp))
+	if (!render_port_usable(r, pp))
 		return;
 	memset(&rp, 0, sizeof(rp));
 	rp.proto = sp->proto == SVC_PROTO_TCP ? "tcp" : "udp";
 	rp.port = sp->port;
 	render_comment(svc, sp, rp.comment, sizeof(rp.comment));
-	render_targets(r, pp->proxy_port, &rp);
+	if (r->proxy_port_text != NULL)
+		strlcpy(proxy_port, r->proxy_port_text, sizeof(proxy_port));
+	else
+		snprintf(proxy_port, sizeof(proxy_port), "%u", pp->proxy_port);
+	render_targets(r, proxy_port, &rp);
 
 	/* Upstream's openPortal order: clusterIP, externalIPs, LB ingress. */
 	for (i = 0; i < svc->n_cluster_ips && i < 2; i++)
-		if (svc->cluster_ips[i].family == r->family)
+		if (svc->cluster_ips[i].family == r->family) {
+			render_for(r, PORTAL_FOR_CLUSTER_IP,
+			    &svc->cluster_ips[i]);
 			render_portal_ip(r, &rp, &svc->cluster_ips[i]);
+		}
 	for (i = 0; i < svc->n_external_ips; i++)
 		if (svc->external_ips[i].family == r->family &&
-		    portal_external_ip_allowed(r->env, &svc->external_ips[i]))
+		    portal_external_ip_allowed(r->env,
+		    &svc->external_ips[i])) {
+			render_for(r, PORTAL_FOR_EXTERNAL_IP,
+			    &svc->external_ips[i]);
 			render_external_ip(r, &rp, &svc->external_ips[i]);
+		}
 	for (i = 0; i < svc->n_ingress_ips; i++)
-		if (svc->ingress_ips[i].family == r->family)
+		if (svc->ingress_ips[i].family == r->family) {
+			render_for(r, PORTAL_FOR_INGRESS_IP,
+			    &svc->ingress_ips[i]);
 			render_portal_ip(r, &rp, &svc->ingress_ips[i]);
+		}
 
 	/*
 	 * Filter INPUT sees the port after NAT, so default-deny hosts need
 	 * the proxy port opened; as upstream, only for NodePorts, so that a
 	 * ClusterIP-only proxy port stays closed to the outside.
 	 */
-	if (sp->node_port != 0 && render_node_port(r, &rp, sp->node_port))
-		render_rule(r, RC_NODEPORT_NON_LOCAL, NULL, &rp,
-		    pp->proxy_port, "-m state --state NEW", "-j ACCEPT");
+	render_for(r, PORTAL_FOR_NODE_PORT, NULL);
+	if (sp->node_port == 0 || !render_node_port(r, &rp, sp->node_port))
+		return;
+	render_for(r, PORTAL_FOR_NODE_PORT_ACCEPT, NULL);
+	render_rule_text(r, RC_NODEPORT_NON_LOCAL, NULL, &rp, pp->proxy_port,
+	    r->proxy_port_text, "-m state --state NEW", "-j ACCEPT");
 }
 
 static void
@@ -475,6 +548,25 @@ portal_render(const struct portal_env *env, int family,
     const struct portal_port *ports, size_t n_ports)
 {
 	return portal_render_with(env, family, ports, n_ports, NULL, NULL);
+}
+
+/* See portal.h. */
+size_t
+portal_render_port_rules(const struct portal_env *env, int family,
+    const struct portal_port *pp, const char *proxy_port_text,
+    portal_rule_cb cb, void *arg)
+{
+	struct render	 r;
+
+	memset(&r, 0, sizeof(r));
+	r.env = env;
+	r.family = family;
+	r.cb = cb;
+	r.cb_arg = arg;
+	r.proxy_port_text = proxy_port_text;
+	if (render_family_served(env, family))
+		render_port(&r, pp);
+	return r.n_rules;
 }
 
 /* See portal.h. */

@@ -756,6 +756,28 @@ proxier_table(const struct proxier *px)
 	return px->tab;
 }
 
+const struct portal_env *
+proxier_portal_env(const struct proxier *px)
+{
+	return portal_env(px->portal);
+}
+
+int
+proxier_port_spec(struct proxier *px, const char *key, struct svc *svc_copy,
+    struct svc_port *port_copy, struct portal_port *out)
+{
+	struct pport		key_pp;
+	struct pport_node	key_node, *n;
+
+	snprintf(key_pp.key, sizeof(key_pp.key), "%s", key);
+	key_node.pp = &key_pp;
+	if ((n = RB_FIND(pport_tree, &px->ports, &key_node)) == NULL)
+		return -1;
+	memset(svc_copy, 0, sizeof(*svc_copy));
+	proxier_render_spec(px, n, svc_copy, port_copy, out);
+	return 0;
+}
+
 void
 proxier_foreach(struct proxier *px, void (*fn)(struct pport *, void *),
     void *arg)

@@ -28,6 +28,21 @@ struct proxier	*proxier_new(struct event_base *, const struct conf *,
 void		 proxier_apply(struct proxier *, struct svctab *);
 /* The table in force, or NULL before the first one (no reference taken). */
 const struct svctab *proxier_table(const struct proxier *);
+/* The portal settings the rules are rendered with, probes included. */
+const struct portal_env *proxier_portal_env(const struct proxier *);
+/*
+ * What the rules of the live service port key are rendered from: its spec
+ * less what another program holds (a node port, a local IP's port), as
+ * the next sync writes it.  *out points into svc_copy and port_copy; free
+ * svc_copy->external_ips and ->ingress_ips.  0, or -1 when key is not
+ * live.
+ */
+struct svc;
+struct svc_port;
+struct portal_port;
+int		 proxier_port_spec(struct proxier *, const char *key,
+		    struct svc *svc_copy, struct svc_port *port_copy,
+		    struct portal_port *out);
 /* Visit every live service port, in key order. */
 void		 proxier_foreach(struct proxier *,
 		    void (*fn)(struct pport *, void *), void *arg);
