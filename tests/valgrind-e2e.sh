@@ -31,10 +31,20 @@ jobs=2
 : "${KPT_TIME_SCALE:=3}"
 # A test that takes longer than this is stopped and counts as failed.
 test_timeout_s=600
-# api_source is the longest (about 110 s under memcheck): it goes first.
-default_tests="api_source tcp_bulk portal_paths udp_dns udp_endpoints_edit
-    udp_large_datagram tcp_round_robin tcp_half_close tcp_retry tcp_live_edit
-    ops_sighup ops_metrics ops_healthz workers"
+# Every e2e test that runs kuproxy through $KUPROXY_BIN, the longest
+# first, but those that measure kuproxy's speed, which memcheck divides by
+# about 20 (fault_dp_udp's flood, fault_cp_api_objects' and
+# fault_cp_api_bodies' memory and probe bounds: they run under ASan), and
+# fault_cp_clock (libfaketime and valgrind do not mix).  The tests that
+# copy the binary (packaging_sandbox, fault_privilege, fault_dp_fds) and
+# the demo's run their own.
+default_tests="api_source fault_cp_api_tls fault_cp_api_net fault_cp_api_down
+    fault_cp_iptables fault_tcp_limits explain fault_dp_streams fault_dp_admin
+    portal_lifecycle ops_sigterm tcp_bulk portal_async_sync fault_dp_backends
+    fault_cp_api_token tcp_affinity fault_cp_file portal_paths portal_node_firewall
+    udp_association_timeout udp_dns udp_endpoints_edit udp_large_datagram
+    tcp_round_robin tcp_not_ready tcp_half_close tcp_retry tcp_live_edit
+    ops_sighup ops_sdnotify ops_metrics ops_healthz workers"
 
 # One test, run by xargs: OUT/TEST.log, OUT/TEST.rc, OUT/TEST.secs.
 if [ "${1:-}" = --run-one ]; then
