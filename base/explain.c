@@ -427,6 +427,22 @@ portal_note(const struct explain_ctx *ctx, struct explain_portal *p)
 
 /* Balancer and endpoints. */
 
+/* The algorithm's name in the JSON document. */
+static const char *
+explain_balancer_name(enum svc_balancer b)
+{
+	switch (b) {
+	case SVC_BALANCER_LEAST_CONN:
+		return "leastConnections";
+	case SVC_BALANCER_MAGLEV:
+		return "maglev";
+	case SVC_BALANCER_DEFAULT:
+	case SVC_BALANCER_ROUND_ROBIN:
+		break;
+	}
+	return "roundRobin";
+}
+
 static json_object *
 balancer_object(const struct explain_ctx *ctx, const struct svc *svc,
     struct lb *lb)
@@ -438,7 +454,7 @@ balancer_object(const struct explain_ctx *ctx, const struct svc *svc,
 	char			 s[SVC_IPSTRLEN + 8];
 	size_t			 n, i;
 
-	add_str(o, "algorithm", "roundRobin");
+	add_str(o, "algorithm", explain_balancer_name(lb_balancer(lb)));
 	add_int(o, "usableEndpoints", (long long)lb_n_endpoints(lb));
 	if (lb_peek_next(lb, ctx->now_ms, &next) == 0)
 		add_str(o, "nextEndpoint", lb_target_str(&next, s, sizeof(s)));
@@ -597,6 +613,8 @@ port_object(const struct explain_ctx *ctx, const struct svc *svc,
 		    sp->endpoints, sp->n_endpoints, svc->affinity,
 		    svc->affinity_timeout_s) == 0 && unserved == NULL)
 			lb = own_lb;
+		if (lb == own_lb && own_lb != NULL)
+			(void)lb_set_balancer(own_lb, svc->balancer_kind);
 	}
 
 	ps.n = 0;

@@ -64,6 +64,17 @@ jlen(json_object *a)
 }
 
 /* Each string of array key, as an indented line. */
+/* The balancer's JSON name (explain.c) in words. */
+static const char *
+balancer_words(const char *algorithm)
+{
+	if (algorithm != NULL && strcmp(algorithm, "leastConnections") == 0)
+		return "least connections";
+	if (algorithm != NULL && strcmp(algorithm, "maglev") == 0)
+		return "Maglev hashing of the client IP";
+	return "round robin";
+}
+
 static void
 print_lines(json_object *o, const char *key, const char *indent, FILE *out)
 {
@@ -141,9 +152,9 @@ print_balancer(json_object *b, FILE *out)
 
 	if (b == NULL)
 		return;
-	fprintf(out, "  Balancer: round robin over %lld usable endpoint%s",
-	    jint(b, "usableEndpoints"), jint(b, "usableEndpoints") == 1 ?
-	    "" : "s");
+	fprintf(out, "  Balancer: %s over %lld usable endpoint%s",
+	    balancer_words(jstr(b, "algorithm")), jint(b, "usableEndpoints"),
+	    jint(b, "usableEndpoints") == 1 ? "" : "s");
 	if (jstr(b, "nextEndpoint") != NULL)
 		fprintf(out, ", next %s", jstr(b, "nextEndpoint"));
 	fprintf(out, "; session affinity %s", jstr_or(b, "sessionAffinity",

@@ -105,6 +105,39 @@ svc_type_str(enum svc_type t)
 	return "?";
 }
 
+static const char *const svc_balancer_names[] = {
+	[SVC_BALANCER_DEFAULT] = "default",
+	[SVC_BALANCER_ROUND_ROBIN] = "round-robin",
+	[SVC_BALANCER_LEAST_CONN] = "least-connections",
+	[SVC_BALANCER_MAGLEV] = "maglev",
+};
+
+/* The annotation's spelling of b. */
+const char *
+svc_balancer_str(enum svc_balancer b)
+{
+	if ((size_t)b >= sizeof(svc_balancer_names) /
+	    sizeof(svc_balancer_names[0]))
+		return "?";
+	return svc_balancer_names[b];
+}
+
+/* A balancer name, as the annotation and --balancer spell it. */
+int
+svc_balancer_parse(const char *s, enum svc_balancer *out)
+{
+	size_t i;
+
+	for (i = SVC_BALANCER_ROUND_ROBIN; i < sizeof(svc_balancer_names) /
+	    sizeof(svc_balancer_names[0]); i++) {
+		if (strcmp(s, svc_balancer_names[i]) == 0) {
+			*out = (enum svc_balancer)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 /* Services. */
 
 struct svc *
@@ -476,7 +509,9 @@ svc_spec_equal(const struct svc *a, const struct svc *b)
 	    a->external_policy == b->external_policy &&
 	    a->health_check_node_port == b->health_check_node_port &&
 	    str_eq(a->balancer, b->balancer) &&
-	    str_eq(a->proxy_protocol, b->proxy_protocol);
+	    a->balancer_kind == b->balancer_kind &&
+	    str_eq(a->proxy_protocol, b->proxy_protocol) &&
+	    a->proxy_protocol_version == b->proxy_protocol_version;
 }
 
 static bool

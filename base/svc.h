@@ -42,6 +42,17 @@ enum svc_affinity {
 	SVC_AFFINITY_CLIENT_IP,
 };
 
+/*
+ * How a service port spreads new clients over its endpoints (the
+ * kuproxy.io/balancer annotation); DEFAULT means --balancer's choice.
+ */
+enum svc_balancer {
+	SVC_BALANCER_DEFAULT = 0,
+	SVC_BALANCER_ROUND_ROBIN,
+	SVC_BALANCER_LEAST_CONN,
+	SVC_BALANCER_MAGLEV,
+};
+
 /* Why a service is in the table but not proxied (kube-proxy's ShouldSkipService). */
 enum svc_skip {
 	SVC_SKIP_NONE = 0,
@@ -53,6 +64,13 @@ enum svc_skip {
 enum svc_traffic_policy {
 	SVC_POLICY_CLUSTER = 0,
 	SVC_POLICY_LOCAL,
+};
+
+/* The PROXY protocol header sent to endpoints (kuproxy.io/proxy-protocol). */
+enum svc_proxy_protocol {
+	SVC_PROXY_PROTOCOL_NONE = 0,
+	SVC_PROXY_PROTOCOL_V1,		/* text */
+	SVC_PROXY_PROTOCOL_V2,		/* binary */
 };
 
 /* An IPv4 or IPv6 address; family 0 means "none". */
@@ -104,7 +122,9 @@ struct svc {
 	enum svc_traffic_policy	 external_policy;
 	uint16_t		 health_check_node_port;
 	char			*balancer;	/* kuproxy.io/balancer annotation, or NULL */
+	enum svc_balancer	 balancer_kind;	/* balancer, decoded */
 	char			*proxy_protocol; /* kuproxy.io/proxy-protocol, or NULL */
+	enum svc_proxy_protocol	 proxy_protocol_version; /* decoded; TCP only */
 	struct svc_port		*ports;
 	size_t			 n_ports;
 };
@@ -142,6 +162,10 @@ int		 svc_ip_cmp(const struct svc_ip *, const struct svc_ip *);
 const char	*svc_proto_str(enum svc_proto);			/* "TCP" ... */
 int		 svc_proto_parse(const char *, enum svc_proto *);
 const char	*svc_type_str(enum svc_type);
+/* "round-robin", "least-connections", "maglev" (DEFAULT: "default"). */
+const char	*svc_balancer_str(enum svc_balancer);
+/* One of those names (not "default") to its value: 0, or -1 if unknown. */
+int		 svc_balancer_parse(const char *, enum svc_balancer *);
 
 /* Services and slices. */
 struct svc	*svc_new(void);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "base/log.h"
+#include "base/svc.h"
 
 #define CONF_MAX_CIDRS	16
 
@@ -99,6 +100,8 @@ struct conf {
 	uint32_t		 workers;
 	/* --relay-mode splice|copy */
 	enum conf_relay_mode	 relay_mode;
+	/* --balancer: for services without kuproxy.io/balancer */
+	enum svc_balancer	 balancer;
 
 	/* --healthz-bind-address (0.0.0.0:10256), --metrics-bind-address (127.0.0.1:10249) */
 	char			*healthz_bind_address;

@@ -86,6 +86,13 @@ static const struct flag_word relay_mode_words[] = {
 	{ NULL, 0 },
 };
 
+static const struct flag_word balancer_words[] = {
+	{ "round-robin", SVC_BALANCER_ROUND_ROBIN },
+	{ "least-connections", SVC_BALANCER_LEAST_CONN },
+	{ "maglev", SVC_BALANCER_MAGLEV },
+	{ NULL, 0 },
+};
+
 static const struct flag_word logging_format_words[] = {
 	{ "text", LOG_FORMAT_TEXT },
 	{ "json", LOG_FORMAT_JSON },
@@ -127,6 +134,13 @@ static const struct flag_word logging_format_words[] = {
  * setting exists upstream.
  */
 static const struct flag flags[] = {
+	ENUM_FLAG("balancer", "round-robin|least-connections|maglev",
+	    balancer, balancer_words, "round-robin",
+	    "How a service port spreads new clients over its endpoints, for "
+	    "services without a kuproxy.io/balancer annotation: in turn, to "
+	    "the one with the fewest open connections, or by a consistent "
+	    "hash of the client IP (Maglev), so that an endpoint change "
+	    "moves few clients.  ClientIP affinity applies with each."),
 	{ .name = "bind-address", .value_name = "IP",
 	  .set = flag_set_bind_address, .offset = M(bind_address),
 	  .default_text = "0.0.0.0",

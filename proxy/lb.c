@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Load balancing for one service port (kube-proxy's roundrobin.go, fixed).
+ * Load balancing for one service port (kube-proxy's roundrobin.go, fixed,
+ * plus least connections and Maglev hashing).
  *
  * This module owns the list of usable endpoints of one service port in the
- * table's sorted order, the round-robin cursor, and the ClientIP affinity
- * map, and the health of each endpoint as dials reported it (lb_report):
- * how long it is passed over, and how many of its dials in a row timed
- * out.  It does no I/O and reads no clock: the caller passes the time, so
+ * table's sorted order, the round-robin cursor, the ClientIP affinity map,
+ * the Maglev lookup table, and the health of each endpoint as dials
+ * reported it (lb_report): how long it is passed over, how many of its
+ * dials in a row timed out, and how many sessions it holds (connected and
+ * not yet released with lb_release).  It does no I/O and reads no clock: the caller passes the time, so
  * tests control it.  Connecting, retrying and counting are tcp_relay's.
  *
  * Departures from upstream, on purpose:
@@ -21,6 +23,15 @@
  *   sent there; an endpoint that failed is passed over for a back-off that
  *   doubles while it keeps failing (nginx's fail_timeout), as long as
  *   another endpoint is usable.
+ *
+ * Maglev (Eisenbud et al., NSDI 2016): each endpoint fills the slots of a
+ * table of prime size M in the order of its own permutation (offset and
+ * skip from two hashes of its address), taking turns, so that every
+ * endpoint holds M/N slots (give or take one) and removing one endpoint
+ * hands over mostly its own slots.  A client goes to table[hash(IP) % M].
+ * M is the smallest of a few primes that is at least 100 times the number
+ * of endpoints (251 up to two endpoints, 65537 from 410 on), which keeps
+ * the table small for small services and the imbalance near 1 %.
  */
 #include "config.h"
 
@@ -37,6 +48,8 @@
 #include "base/tree.h"
 #include "proxy/lb.h"
 
+#define LB_MAGLEV_SLOTS_PER_ENDPOINT	100
+
 /* A client's affinity: where it goes and when it last went there. */
 struct lb_affinity {
 	RB_ENTRY(lb_affinity)	 entry;
@@ -52,6 +65,7 @@ struct lb_health {
 	long long	 down_until_ms;	/* passed over before this */
 	uint32_t	 backoff_ms;	/* the last back-off; 0 healthy */
 	unsigned	 timeouts;	/* dials in a row that timed out */
+	unsigned	 active;	/* sessions connected, not released */
 };
 
 struct lb {
@@ -63,6 +77,9 @@ struct lb {
 	bool			 have_last;
 	enum svc_affinity	 affinity;
 	uint32_t		 timeout_s;
+	enum svc_balancer	 balancer;	/* never DEFAULT */
+	uint32_t		*maglev;	/* indexes in targets, or NULL */
+	size_t			 maglev_size;	/* a prime, 0 without table */
 	struct lb_affinity_tree	 clients;
 	size_t			 n_clients;
 	/*
@@ -126,6 +143,7 @@ lb_new(void)
 		return NULL;
 	RB_INIT(&lb->clients);
 	lb->timeout_s = SVC_AFFINITY_DEFAULT_S;
+	lb->balancer = SVC_BALANCER_ROUND_ROBIN;
 	lb->lock = &lb->lock_store;
 	pthread_mutex_init(lb->lock, NULL);
 	return lb;
@@ -157,6 +175,7 @@ lb_free(struct lb *lb)
 	lb_affinity_clear(lb);
 	free(lb->targets);
 	free(lb->health);
+	free(lb->maglev);
 	pthread_mutex_destroy(lb->lock);
 	free(lb);
 }
@@ -226,6 +245,146 @@ lb_cursor_after_update(const struct lb *lb)
 	return 0;
 }
 
+/* A 64-bit hash of n bytes (FNV-1a, then a finaliser to spread the bits). */
+static uint64_t
+lb_hash(const void *p, size_t n, uint64_t seed)
+{
+	const uint8_t	*b = p;
+	uint64_t	 h = 0xcbf29ce484222325ULL ^ seed;
+	size_t		 i;
+
+	for (i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= 0x100000001b3ULL;
+	}
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return h;
+}
+
+static uint64_t
+lb_target_hash(const struct lb_target *t, uint64_t seed)
+{
+	uint8_t	 key[18];
+
+	memcpy(key, t->ip.addr, 16);
+	key[16] = t->port >> 8;
+	key[17] = t->port & 0xff;
+	return lb_hash(key, t->ip.family == AF_INET6 ? 18 : sizeof(key),
+	    seed ^ t->ip.family);
+}
+
+/* The Maglev table size for n endpoints: a prime about 100 n or more. */
+static size_t
+lb_maglev_size(size_t n)
+{
+	static const size_t primes[] = { 251, 509, 1021, 2039, 4099, 8191,
+	    16381, 32749, 65537 };
+	size_t i;
+
+	for (i = 0; i < sizeof(primes) / sizeof(primes[0]) - 1; i++)
+		if (primes[i] >= n * LB_MAGLEV_SLOTS_PER_ENDPOINT)
+			break;
+	return primes[i];
+}
+
+/*
+ * Build the Maglev table for the current targets (the paper's
+ * populate): endpoints take turns, each claiming the next free slot in
+ * its permutation offset, offset + skip, offset + 2 skip ... (mod M).
+ * When endpoints only left (kept, of the same size, maps each slot to its
+ * endpoint's new index or UINT32_MAX), the slots of those that stay are
+ * kept and only the freed ones are handed out: no client of a remaining
+ * endpoint moves.  Without Maglev, or without endpoints, there is no
+ * table.  Returns 0, or -1 on allocation failure (the table is then gone:
+ * picks fall back to round robin).
+ */
+static int
+lb_maglev_build(struct lb *lb, const uint32_t *kept, size_t kept_size)
+{
+	uint32_t	*table = NULL;
+	size_t		*offset = NULL, *skip = NULL, *next = NULL;
+	size_t		 m, i, filled = 0, slot;
+	int		 ret = -1;
+
+	free(lb->maglev);
+	lb->maglev = NULL;
+	lb->maglev_size = 0;
+	if (lb->balancer != SVC_BALANCER_MAGLEV || lb->n_targets == 0)
+		return 0;
+	m = lb_maglev_size(lb->n_targets);
+	if (kept_size != m)
+		kept = NULL;
+	if ((table = malloc(m * sizeof(*table))) == NULL ||
+	    (offset = calloc(lb->n_targets, sizeof(*offset))) == NULL ||
+	    (skip = calloc(lb->n_targets, sizeof(*skip))) == NULL ||
+	    (next = calloc(lb->n_targets, sizeof(*next))) == NULL)
+		goto out;
+	for (i = 0; i < lb->n_targets; i++) {
+		offset[i] = lb_target_hash(&lb->targets[i], 0x6d61676c) % m;
+		skip[i] = lb_target_hash(&lb->targets[i], 0x736b6970) %
+		    (m - 1) + 1;
+	}
+	for (slot = 0; slot < m; slot++) {
+		table[slot] = kept != NULL ? kept[slot] : UINT32_MAX;
+		if (table[slot] != UINT32_MAX)
+			filled++;
+	}
+	while (filled < m) {
+		for (i = 0; i < lb->n_targets && filled < m; i++) {
+			do {
+				slot = (offset[i] + next[i] * skip[i]) % m;
+				next[i]++;
+			} while (table[slot] != UINT32_MAX);
+			table[slot] = (uint32_t)i;
+			filled++;
+		}
+	}
+	lb->maglev = table;
+	lb->maglev_size = m;
+	table = NULL;
+	ret = 0;
+out:
+	free(table);
+	free(offset);
+	free(skip);
+	free(next);
+	return ret;
+}
+
+/*
+ * The current Maglev table renumbered for the new targets, when the
+ * change only removes endpoints and the table keeps its size; else NULL
+ * (a full build: Maglev's own disruption, a little more than minimal).
+ * Freed slots are UINT32_MAX.
+ */
+static uint32_t *
+lb_maglev_kept(const struct lb *lb, const struct lb_target *targets,
+    size_t n_targets)
+{
+	uint32_t	*kept;
+	ssize_t		 j;
+	size_t		 i;
+
+	if (lb->maglev == NULL || n_targets == 0 ||
+	    lb_maglev_size(n_targets) != lb->maglev_size)
+		return NULL;
+	for (i = 0; i < n_targets; i++)
+		if (lb_find(lb, &targets[i]) < 0)
+			return NULL;	/* an endpoint joined */
+	if ((kept = malloc(lb->maglev_size * sizeof(*kept))) == NULL)
+		return NULL;
+	for (i = 0; i < lb->maglev_size; i++) {
+		j = lb_find_in(targets, n_targets,
+		    &lb->targets[lb->maglev[i]]);
+		kept[i] = j >= 0 ? (uint32_t)j : UINT32_MAX;
+	}
+	return kept;
+}
+
 /*
  * Replace the endpoint set with the usable endpoints among eps, which come
  * in the table's sorted order: ready ones, or when none is ready, those
@@ -242,6 +401,7 @@ lb_update_locked(struct lb *lb, const struct endpoint *eps, size_t n,
 	struct lb_health *health = NULL;
 	struct lb_affinity *a, *tmp;
 	size_t i, n_ready = 0, n_targets = 0;
+	uint32_t *kept;
 	ssize_t old;
 	bool fallback;
 
@@ -269,6 +429,7 @@ lb_update_locked(struct lb *lb, const struct endpoint *eps, size_t n,
 		n_targets++;
 	}
 
+	kept = lb_maglev_kept(lb, targets, n_targets);
 	free(lb->targets);
 	free(lb->health);
 	lb->targets = targets;
@@ -277,6 +438,8 @@ lb_update_locked(struct lb *lb, const struct endpoint *eps, size_t n,
 	lb->next = lb_cursor_after_update(lb);
 	lb->affinity = affinity;
 	lb->timeout_s = timeout_s != 0 ? timeout_s : SVC_AFFINITY_DEFAULT_S;
+	(void)lb_maglev_build(lb, kept, lb->maglev_size);
+	free(kept);
 
 	if (affinity == SVC_AFFINITY_NONE) {
 		lb_affinity_clear(lb);
@@ -356,12 +519,77 @@ lb_next_usable(const struct lb *lb, const struct lb_tried *tried,
 }
 
 /*
+ * Least connections: the endpoint neither tried nor backing off with the
+ * fewest sessions, the first in rotation order among equals so that ties
+ * spread; n_targets when every endpoint is tried or backing off.
+ */
+static size_t
+lb_least_loaded(const struct lb *lb, const struct lb_tried *tried,
+    long long now_ms)
+{
+	size_t k, i, best = lb->n_targets;
+
+	for (k = 0; k < lb->n_targets; k++) {
+		i = (lb->next + k) % lb->n_targets;
+		if ((tried != NULL && lb_tried_has(tried, &lb->targets[i])) ||
+		    lb_index_down(lb, i, now_ms))
+			continue;
+		if (best == lb->n_targets ||
+		    lb->health[i].active < lb->health[best].active)
+			best = i;
+	}
+	return best;
+}
+
+/*
+ * Maglev: the client's slot, or the first slot after it whose endpoint is
+ * neither tried nor backing off, else the first whose endpoint is not
+ * tried, else the client's own.  n_targets without a table.
+ */
+static size_t
+lb_maglev_lookup(const struct lb *lb, const struct svc_ip *client,
+    const struct lb_tried *tried, long long now_ms)
+{
+	size_t	 k, slot, i, untried = lb->n_targets;
+
+	if (lb->maglev == NULL || client == NULL || client->family == 0)
+		return lb->n_targets;
+	slot = lb_hash(client->addr, client->family == AF_INET6 ? 16 : 4,
+	    client->family) % lb->maglev_size;
+	for (k = 0; k < lb->maglev_size; k++) {
+		i = lb->maglev[(slot + k) % lb->maglev_size];
+		if (tried != NULL && lb_tried_has(tried, &lb->targets[i]))
+			continue;
+		if (!lb_index_down(lb, i, now_ms))
+			return i;
+		if (untried == lb->n_targets)
+			untried = i;
+	}
+	return untried != lb->n_targets ? untried : lb->maglev[slot];
+}
+
+/* The algorithm's choice for a client without a live affinity entry. */
+static size_t
+lb_choose(const struct lb *lb, const struct svc_ip *client,
+    const struct lb_tried *tried, long long now_ms)
+{
+	size_t i = lb->n_targets;
+
+	if (lb->balancer == SVC_BALANCER_LEAST_CONN)
+		i = lb_least_loaded(lb, tried, now_ms);
+	else if (lb->balancer == SVC_BALANCER_MAGLEV)
+		i = lb_maglev_lookup(lb, client, tried, now_ms);
+	return i != lb->n_targets ? i : lb_next_usable(lb, tried, now_ms);
+}
+
+/*
  * Choose an endpoint for a connection from client (which may be NULL when
  * the peer address is unknown; affinity is then not used).  With affinity
  * and no endpoint tried yet, a live entry wins and its window slides,
- * unless its endpoint is backing off.  Otherwise the next endpoint in
- * rotation neither tried nor backing off, else the next one not tried,
- * else the next one; with affinity, the choice is recorded, so after a
+ * unless its endpoint is backing off.  Otherwise the balancer's choice
+ * (lb_choose; for round robin the next endpoint in rotation neither tried
+ * nor backing off, else the next one not tried, else the next one); with
+ * affinity, the choice is recorded, so after a
  * failed try the client moves to the endpoint that answers (upstream's
  * sessionAffinityReset).  Returns 0 with *out set, or -1 with no endpoint.
  */
@@ -390,7 +618,7 @@ lb_pick_locked(struct lb *lb, const struct svc_ip *client,
 		}
 	}
 
-	i = lb_next_usable(lb, tried, now_ms);
+	i = lb_choose(lb, client, tried, now_ms);
 	*out = lb->targets[i];
 	lb->last = lb->targets[i];
 	lb->have_last = true;
@@ -416,7 +644,10 @@ lb_report_locked(struct lb *lb, const struct lb_target *t,
 		return;
 	h = &lb->health[i];
 	if (result == LB_CONNECTED) {
-		memset(h, 0, sizeof(*h));
+		h->down_until_ms = 0;
+		h->backoff_ms = 0;
+		h->timeouts = 0;
+		h->active++;
 		return;
 	}
 	if (result == LB_TIMED_OUT)
@@ -428,6 +659,28 @@ lb_report_locked(struct lb *lb, const struct lb_target *t,
 	else
 		h->backoff_ms = LB_BACKOFF_MAX_MS;
 	h->down_until_ms = now_ms + h->backoff_ms;
+}
+
+/* A session to t that lb_report() counted as connected ended. */
+static void
+lb_release_locked(struct lb *lb, const struct lb_target *t)
+{
+	ssize_t i;
+
+	/* One that left and came back starts again from 0. */
+	if ((i = lb_find(lb, t)) >= 0 && lb->health[i].active > 0)
+		lb->health[i].active--;
+}
+
+/* Sessions to t connected and not yet released; 0 for an unknown one. */
+static unsigned
+lb_n_active_locked(const struct lb *lb, const struct lb_target *t)
+{
+	ssize_t i;
+
+	if ((i = lb_find(lb, t)) < 0)
+		return 0;
+	return lb->health[i].active;
 }
 
 /* Dials to t in a row that timed out; 0 for an endpoint not in the set. */
@@ -559,6 +812,56 @@ lb_report(struct lb *lb, const struct lb_target *t, enum lb_result result,
 }
 
 /* See lb.h; under the balancer's lock. */
+void
+lb_release(struct lb *lb, const struct lb_target *t)
+{
+	lb_lock(lb);
+	lb_release_locked(lb, t);
+	lb_unlock(lb);
+}
+
+/* See lb.h; under the balancer's lock. */
+unsigned
+lb_n_active(const struct lb *lb, const struct lb_target *t)
+{
+	unsigned	 ret;
+
+	lb_lock(lb);
+	ret = lb_n_active_locked(lb, t);
+	lb_unlock(lb);
+	return ret;
+}
+
+/* See lb.h; under the balancer's lock. */
+int
+lb_set_balancer(struct lb *lb, enum svc_balancer balancer)
+{
+	int	 ret = 0;
+
+	if (balancer == SVC_BALANCER_DEFAULT)
+		balancer = SVC_BALANCER_ROUND_ROBIN;
+	lb_lock(lb);
+	if (lb->balancer != balancer) {
+		lb->balancer = balancer;
+		ret = lb_maglev_build(lb, NULL, 0);
+	}
+	lb_unlock(lb);
+	return ret;
+}
+
+/* See lb.h; under the balancer's lock. */
+enum svc_balancer
+lb_balancer(const struct lb *lb)
+{
+	enum svc_balancer	 ret;
+
+	lb_lock(lb);
+	ret = lb->balancer;
+	lb_unlock(lb);
+	return ret;
+}
+
+/* See lb.h; under the balancer's lock. */
 unsigned
 lb_n_timeouts(const struct lb *lb, const struct lb_target *t)
 {
@@ -612,7 +915,7 @@ lb_peek_next(const struct lb *lb, long long now_ms, struct lb_target *out)
 
 	lb_lock(lb);
 	if (lb->n_targets > 0) {
-		*out = lb->targets[lb_next_usable(lb, NULL, now_ms)];
+		*out = lb->targets[lb_choose(lb, NULL, NULL, now_ms)];
 		ret = 0;
 	}
 	lb_unlock(lb);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Load balancing for one service port: round robin over the usable
- * endpoints in a stable order, ClientIP session affinity with a sliding
+ * endpoints in a stable order, least connections or Maglev hashing of
+ * the client IP (lb_set_balancer), ClientIP session affinity with a sliding
  * timeout, a tried-set so that a retry goes to another endpoint (nginx's
  * tried bitmap), and a passive health check: an endpoint that just refused
  * or timed out is passed over for a short back-off (nginx's max_fails /
@@ -58,11 +59,25 @@ int		 lb_update(struct lb *, const struct endpoint *eps, size_t n,
 size_t		 lb_n_endpoints(const struct lb *);
 
 /*
+ * Choose the algorithm (SVC_BALANCER_DEFAULT means round robin: the caller
+ * resolves --balancer).  Changing it keeps endpoints, health, session
+ * counts and affinity.  Returns 0, or -1 when the Maglev table could not
+ * be allocated (picks then go round robin until the next lb_update()).
+ */
+int		 lb_set_balancer(struct lb *, enum svc_balancer);
+/* The algorithm in use; never SVC_BALANCER_DEFAULT. */
+enum svc_balancer lb_balancer(const struct lb *);
+
+/*
  * Choose an endpoint for a connection from client.  With affinity and an
  * empty tried-set, a live affinity entry wins and is refreshed, unless its
- * endpoint is backing off after a failure.  Otherwise the next endpoint in
- * round-robin order that is neither in tried nor backing off; else the next
- * one not in tried; if every one was tried, the next one regardless.  With
+ * endpoint is backing off after a failure.  Otherwise the algorithm's
+ * choice among endpoints neither in tried nor backing off: round robin's
+ * next; least connections' one with the fewest sessions (the next in
+ * round-robin order among equals); Maglev's table entry for the client's
+ * address, or the first entry after it that qualifies (round robin without
+ * a client address).  When none qualifies, the next one not in tried; if
+ * every one was tried, the next one regardless.  With
  * affinity the choice is recorded for the client, so after a failed try the
  * client's affinity moves to the endpoint that answers.  Returns 0 with
  * *out set, or -1 when there is no endpoint.
@@ -76,10 +91,17 @@ int		 lb_pick(struct lb *, const struct svc_ip *client,
  * (LB_BACKOFF_MS, doubling on each further failure up to LB_BACKOFF_MAX_MS);
  * a connection clears its back-off and its timeout count.  An endpoint not
  * in the set is ignored.  The state survives lb_update() for endpoints that
- * stay.
+ * stay.  A connection also counts as a session to t until lb_release().
  */
 void		 lb_report(struct lb *, const struct lb_target *t,
 		    enum lb_result, long long now_ms);
+/*
+ * A session that lb_report() counted as connected to t ended (least
+ * connections counts them).  An endpoint not in the set is ignored.
+ */
+void		 lb_release(struct lb *, const struct lb_target *t);
+/* Sessions to t connected and not yet released (0 for an unknown one). */
+unsigned	 lb_n_active(const struct lb *, const struct lb_target *t);
 /*
  * How many dials to t in a row timed out (0 for an unknown endpoint): the
  * caller's dial timeout may grow with it, so that an endpoint that never
@@ -99,7 +121,9 @@ size_t		 lb_n_affinity(const struct lb *);
  * them moves the cursor or refreshes an affinity entry.
  *
  * lb_peek_next: the endpoint the next client without a live affinity entry
- * would get at now_ms (round robin, passing over endpoints backing off).
+ * would get at now_ms (round robin or least connections, passing over
+ * endpoints backing off; with Maglev, which depends on the client, the
+ * round-robin one).
  * Returns 0 with *out set, or -1 when there is no endpoint.
  */
 int		 lb_peek_next(const struct lb *, long long now_ms,

@@ -120,11 +120,18 @@ proxier_queue(struct proxier *px)
 		px->queued_ms = clock_mono_ms();
 }
 
-/* Point pp at a new spec and give its balancer the endpoints. */
+/*
+ * Point pp at a new spec and give its balancer the endpoints and the
+ * algorithm: the service's kuproxy.io/balancer, else --balancer.
+ */
 static void
-pport_set_spec(struct pport *pp, struct svc *svc, const struct svc_port *port)
+pport_set_spec(const struct conf *conf, struct pport *pp, struct svc *svc,
+    const struct svc_port *port)
 {
-	struct svc *old = pp->svc;
+	struct svc		*old = pp->svc;
+	enum svc_balancer	 kind = svc->balancer_kind !=
+				    SVC_BALANCER_DEFAULT ? svc->balancer_kind :
+				    conf->balancer;
 
 	pp->svc = svc_ref(svc);
 	pp->port = port;
@@ -133,6 +140,9 @@ pport_set_spec(struct pport *pp, struct svc *svc, const struct svc_port *port)
 	    svc->affinity, svc->affinity_timeout_s) == -1)
 		log_warnx("%s: out of memory updating endpoints; the previous "
 		    "set stays", pp->key);
+	if (lb_set_balancer(pp->lb, kind) == -1)
+		log_warnx("%s: out of memory for the %s balancer; the previous "
+		    "one stays", pp->key, svc_balancer_str(kind));
 	lanes_update(pp);
 }
 
@@ -201,7 +211,7 @@ proxier_add(struct proxier *px, struct svc *svc, const struct svc_port *port)
 	claim_set_init(&n->claims);
 
 	/* The spec first: a UDP port reads it as soon as it opens. */
-	pport_set_spec(pp, svc, port);
+	pport_set_spec(px->conf, pp, svc, port);
 	fd = listener_bind(port->proto, px->conf->bind_address,
 	    px->conf->port_range_begin, px->conf->port_range_end, 0,
 	    &pp->proxy_port, err, sizeof(err));
@@ -316,7 +326,7 @@ proxier_diff_cb(const struct svc_diff_entry *e, void *arg)
 		if (n->pp->proto == SVC_PROTO_UDP &&
 		    e->kind == SVC_DIFF_CHANGED)
 			n->flush_conntrack = true;
-		pport_set_spec(n->pp, e->new_svc, e->new_port);
+		pport_set_spec(px->conf, n->pp, e->new_svc, e->new_port);
 		if (e->kind == SVC_DIFF_CHANGED)
 			proxier_queue(px);
 		log_v(2, "%s: %s, %zu endpoints", n->pp->key,

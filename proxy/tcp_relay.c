@@ -57,6 +57,7 @@
 #include "proxy/lb.h"
 #include "proxy/listener.h"
 #include "proxy/pport.h"
+#include "proxy/proxy_protocol.h"
 #include "proxy/tcp_relay.h"
 
 #define TCP_RELAY_BUFSIZE	(64 * 1024)	/* one read in copy mode */
@@ -301,6 +302,8 @@ tcp_session_close(struct tcp_session *s, const char *reason, bool reset)
 		else
 			close(s->fd[i]);
 	}
+	if (s->connected)
+		lb_release(pp->lb, &s->target);
 	if (s->ep != NULL && s->connected) {
 		tcp_session_report_bytes(s);
 		PPORT_STAT_SUB(s->ep->active, 1);
@@ -701,12 +704,68 @@ tcp_session_watch(struct tcp_session *s, int side, event_callback_fn cb,
 	return 0;
 }
 
+/*
+ * A kuproxy.io/proxy-protocol service: send the PROXY header now, before
+ * any byte of the client's and even if the client waits for the server to
+ * speak first.  What a fresh socket does not take waits in the client
+ * flow's own buffer, written before the client's first read.  0, or -1
+ * with the reason.
+ */
+static int
+tcp_session_send_proxy_header(struct tcp_session *s, const char **why)
+{
+	enum svc_proxy_protocol version;
+	struct tcp_flow *f = &s->flow[TCP_CLIENT];
+	struct sockaddr_storage peer, dst;
+	socklen_t peerlen = sizeof(peer);
+	uint8_t hdr[PROXY_PROTOCOL_MAX];
+	ssize_t len, n;
+
+	/* A port made without a spec (tests) has no annotations. */
+	if (s->pp->svc == NULL || s->pp->proto != SVC_PROTO_TCP)
+		return 0;
+	version = s->pp->svc->proxy_protocol_version;
+	if (version == SVC_PROXY_PROTOCOL_NONE)
+		return 0;
+	*why = "no client address for the PROXY header";
+	if (getpeername(s->fd[TCP_CLIENT], (struct sockaddr *)&peer,
+	    &peerlen) == -1 || proxy_protocol_orig_dst(s->fd[TCP_CLIENT],
+	    &dst) == -1 || (len = proxy_protocol_build(version,
+	    (struct sockaddr *)&peer, (struct sockaddr *)&dst, hdr,
+	    sizeof(hdr))) == -1)
+		return -1;
+	*why = "cannot send the PROXY header";
+	while ((n = send(s->fd[TCP_BACKEND], hdr, (size_t)len,
+	    MSG_NOSIGNAL)) == -1 && errno == EINTR)
+		;
+	if (n == -1 && errno != EAGAIN)
+		return -1;
+	if (n == len)
+		return 0;
+	if (n == -1)
+		n = 0;
+	if ((f->buf = malloc((size_t)(len - n))) == NULL)
+		return -1;
+	memcpy(f->buf, hdr + n, (size_t)(len - n));
+	f->off = 0;
+	f->pending = (uint32_t)(len - n);
+	PPORT_STAT_ADD(n_buffers, 1);
+	s->io[TCP_BACKEND] &= ~TCP_IO_WRITE;
+	return 0;
+}
+
 static void
 tcp_session_relay(struct tcp_session *s)
 {
+	const char *why;
+
 	/* Fresh sockets have room to write; reads wait for the kernel. */
 	s->io[TCP_CLIENT] |= TCP_IO_WRITE;
 	s->io[TCP_BACKEND] |= TCP_IO_WRITE;
+	if (tcp_session_send_proxy_header(s, &why) == -1) {
+		tcp_session_close(s, why, true);
+		return;
+	}
 	s->timeout_ms = tcp_session_timeout_ms(s);
 	s->last_active_ms = clock_mono_ms_coarse();
 	if (tcp_session_watch(s, TCP_CLIENT, tcp_client_cb,

@@ -641,6 +641,22 @@ decode_service_ports(struct dctx *c, json_object *spec, struct svc *svc)
 	return (0);
 }
 
+/*
+ * The kuproxy.io/balancer annotation's algorithm.  An unknown name is not
+ * worth refusing the service for: it is logged and --balancer applies.
+ */
+static void
+decode_balancer(struct svc *svc)
+{
+	svc->balancer_kind = SVC_BALANCER_DEFAULT;
+	if (svc->balancer == NULL ||
+	    svc_balancer_parse(svc->balancer, &svc->balancer_kind) == 0)
+		return;
+	log_warnx("%s/%s: unknown %s \"%s\" (expected round-robin, "
+	    "least-connections or maglev); using the default balancer",
+	    svc->namespace, svc->name, ANNOT_BALANCER, svc->balancer);
+}
+
 static int
 decode_service_meta(struct dctx *c, json_object *obj, struct svc *svc)
 {
@@ -664,6 +680,7 @@ decode_service_meta(struct dctx *c, json_object *obj, struct svc *svc)
 	    "metadata.annotations", ANNOT_PROXY_PROTOCOL,
 	    &svc->proxy_protocol) == -1)
 		return (-1);
+	decode_balancer(svc);
 	return (0);
 }
 
@@ -703,6 +720,42 @@ decode_service_spec(struct dctx *c, json_object *obj, struct svc *svc,
 	return (decode_service_ports(c, spec, svc));
 }
 
+/*
+ * The kuproxy.io/proxy-protocol annotation, once the ports are known.  An
+ * unknown value is logged and no header is sent: a backend that expects
+ * one refuses the connection (a visible error, pointing at the
+ * annotation), while a header sent to a backend that does not expect one
+ * would be taken as the client's first bytes.  The header is TCP's only.
+ */
+static void
+decode_proxy_protocol(struct svc *svc)
+{
+	size_t	 i;
+
+	svc->proxy_protocol_version = SVC_PROXY_PROTOCOL_NONE;
+	if (svc->proxy_protocol == NULL)
+		return;
+	if (strcmp(svc->proxy_protocol, "v1") == 0)
+		svc->proxy_protocol_version = SVC_PROXY_PROTOCOL_V1;
+	else if (strcmp(svc->proxy_protocol, "v2") == 0)
+		svc->proxy_protocol_version = SVC_PROXY_PROTOCOL_V2;
+	else {
+		log_warnx("%s/%s: unknown %s \"%s\" (expected v1 or v2); "
+		    "sending no PROXY header", svc->namespace, svc->name,
+		    ANNOT_PROXY_PROTOCOL, svc->proxy_protocol);
+		return;
+	}
+	for (i = 0; i < svc->n_ports; i++)
+		if (svc->ports[i].proto != SVC_PROTO_TCP) {
+			log_warnx("%s/%s: %s applies to TCP ports only; "
+			    "port %u/%s gets no header", svc->namespace,
+			    svc->name, ANNOT_PROXY_PROTOCOL,
+			    svc->ports[i].port,
+			    svc_proto_str(svc->ports[i].proto));
+			break;
+		}
+}
+
 static struct svc *
 decode_service_ctx(struct dctx *c, json_object *obj)
 {
@@ -721,6 +774,7 @@ decode_service_ctx(struct dctx *c, json_object *obj)
 	    decode_service_spec(c, obj, svc, &headless) == -1 ||
 	    decode_ingress(c, obj, svc) == -1)
 		goto fail;
+	decode_proxy_protocol(svc);
 	/*
 	 * kube-proxy's ShouldSkipService tests the cluster IP first; we name
 	 * ExternalName first because an ExternalName service usually has no

@@ -167,6 +167,7 @@ Test(decode, service_defaults)
 	cr_assert_eq(s->health_check_node_port, 0);
 	cr_assert_null(s->balancer);
 	cr_assert_null(s->proxy_protocol);
+	cr_assert_eq(s->proxy_protocol_version, SVC_PROXY_PROTOCOL_NONE);
 	cr_assert_null(s->proxy_name);
 	cr_assert_null(s->external_name);
 	cr_assert_eq(s->n_external_ips, 0);
@@ -212,6 +213,7 @@ Test(decode, service_every_field)
 	cr_assert_eq(s->type, SVC_TYPE_LOAD_BALANCER);
 	cr_assert_str_eq(s->balancer, "least-conn");
 	cr_assert_str_eq(s->proxy_protocol, "v2");
+	cr_assert_eq(s->proxy_protocol_version, SVC_PROXY_PROTOCOL_V2);
 	cr_assert_eq(s->n_cluster_ips, 2);
 	cr_assert_eq(s->cluster_ips[0].family, AF_INET);
 	cr_assert_str_eq(ip_str(&s->cluster_ips[1]), "fd00::2");
@@ -246,6 +248,54 @@ Test(decode, client_ip_affinity_defaults_to_10800_seconds)
 	cr_assert_eq(s->affinity, SVC_AFFINITY_CLIENT_IP);
 	cr_assert_eq(s->affinity_timeout_s, SVC_AFFINITY_DEFAULT_S);
 	svc_unref(s);
+}
+
+static struct svc *
+service_annotated(const char *proxy_protocol)
+{
+	char text[512];
+
+	snprintf(text, sizeof(text), "kind: Service\napiVersion: v1\n"
+	    "metadata:\n  name: web\n  namespace: default\n"
+	    "  annotations: {kuproxy.io/proxy-protocol: '%s'}\n"
+	    "spec:\n  clusterIP: 10.96.0.5\n  ports: [{port: 80}]\n",
+	    proxy_protocol);
+	return (service_ok(text));
+}
+
+Test(decode, proxy_protocol_annotation)
+{
+	struct svc *s;
+
+	s = service_annotated("v1");
+	cr_assert_eq(s->proxy_protocol_version, SVC_PROXY_PROTOCOL_V1);
+	svc_unref(s);
+	s = service_annotated("v2");
+	cr_assert_eq(s->proxy_protocol_version, SVC_PROXY_PROTOCOL_V2);
+	svc_unref(s);
+}
+
+/* A backend expecting a header refuses clients: safer than a stray one. */
+Test(decode, unknown_proxy_protocol_is_kept_but_sends_no_header)
+{
+	struct svc *s = service_annotated("v3");
+
+	cr_assert_str_eq(s->proxy_protocol, "v3");
+	cr_assert_eq(s->proxy_protocol_version, SVC_PROXY_PROTOCOL_NONE);
+	cr_assert(svc_is_proxied(s));
+	svc_unref(s);
+}
+
+Test(decode, proxy_protocol_change_makes_a_different_service)
+{
+	struct svc *a = service_annotated("v1"), *b = service_annotated("v2");
+	struct svc *c = service_annotated("v1");
+
+	cr_assert_not(svc_equal(a, b));
+	cr_assert(svc_equal(a, c));
+	svc_unref(a);
+	svc_unref(b);
+	svc_unref(c);
 }
 
 Test(decode, headless_services_are_skipped)
@@ -881,4 +931,61 @@ Test(decode, empty_and_null_lists_decode_to_nothing)
 	    sizeof(err)), 0);
 	cr_assert_eq(sn->n_svcs, 0);
 	seen_free(sn);
+}
+
+/* A service annotated kuproxy.io/balancer: value (NULL: no annotation). */
+static struct svc *
+service_balanced(const char *value)
+{
+	char text[512];
+
+	if (value == NULL)
+		return service_ok("kind: Service\napiVersion: v1\n"
+		    "metadata: {name: web, namespace: default}\n"
+		    "spec: {clusterIP: 10.96.0.5, ports: [{port: 80}]}\n");
+	snprintf(text, sizeof(text), "kind: Service\napiVersion: v1\n"
+	    "metadata: {name: web, namespace: default, annotations: "
+	    "{kuproxy.io/balancer: %s}}\n"
+	    "spec: {clusterIP: 10.96.0.5, ports: [{port: 80}]}\n", value);
+	return service_ok(text);
+}
+
+Test(decode, balancer_annotation_values)
+{
+	static const struct {
+		const char		*value;
+		enum svc_balancer	 want;
+	} cases[] = {
+		{ NULL, SVC_BALANCER_DEFAULT },
+		{ "round-robin", SVC_BALANCER_ROUND_ROBIN },
+		{ "least-connections", SVC_BALANCER_LEAST_CONN },
+		{ "maglev", SVC_BALANCER_MAGLEV },
+		/* Unknown: logged, and --balancer applies. */
+		{ "random", SVC_BALANCER_DEFAULT },
+		{ "\"\"", SVC_BALANCER_DEFAULT },
+	};
+	struct svc *s;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		s = service_balanced(cases[i].value);
+		cr_assert_eq(s->balancer_kind, cases[i].want, "%s",
+		    cases[i].value != NULL ? cases[i].value : "(none)");
+		cr_assert(svc_is_proxied(s));
+		svc_unref(s);
+	}
+}
+
+Test(decode, balancer_change_makes_services_differ)
+{
+	struct svc *a = service_balanced("maglev");
+	struct svc *b = service_balanced("least-connections");
+	struct svc *c = service_balanced("maglev");
+
+	cr_assert_not(svc_equal(a, b));
+	cr_assert(svc_equal(a, c));
+	cr_assert_str_eq(svc_balancer_str(a->balancer_kind), "maglev");
+	svc_unref(a);
+	svc_unref(b);
+	svc_unref(c);
 }

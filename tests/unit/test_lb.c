@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
@@ -555,4 +556,294 @@ Test(lb, affinity_leaves_an_endpoint_backing_off)
 	/* Re-pinned: it stays even after the back-off ends. */
 	cr_assert_str_eq(pick(lb, &x, NULL, 10 + LB_BACKOFF_MS), "10.0.0.2:80");
 	lb_free(lb);
+}
+
+/* ---- least connections, Maglev, and affinity with each ---- */
+
+/* Pick for c and count the pick as a connected session. */
+static const char *
+pick_connect(struct lb *lb, const struct svc_ip *c, long long now_ms)
+{
+	static char buf[64];
+	struct lb_target t;
+
+	cr_assert_eq(lb_pick(lb, c, NULL, now_ms, &t), 0, "no endpoint");
+	lb_report(lb, &t, LB_CONNECTED, now_ms);
+	return lb_target_str(&t, buf, sizeof(buf));
+}
+
+Test(lb, balancer_default_is_round_robin)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_NONE, 0);
+
+	cr_assert_eq(lb_balancer(lb), SVC_BALANCER_ROUND_ROBIN);
+	cr_assert_eq(lb_set_balancer(lb, SVC_BALANCER_DEFAULT), 0);
+	cr_assert_eq(lb_balancer(lb), SVC_BALANCER_ROUND_ROBIN);
+	lb_free(lb);
+}
+
+Test(lb, least_conn_picks_the_least_loaded)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_NONE, 0);
+	struct lb_target a = target("10.0.0.1", 80), b = target("10.0.0.2", 80);
+	int i;
+
+	cr_assert_eq(lb_set_balancer(lb, SVC_BALANCER_LEAST_CONN), 0);
+	/* Three long sessions on .1, one on .2: .3 is the least loaded. */
+	for (i = 0; i < 3; i++)
+		lb_report(lb, &a, LB_CONNECTED, 0);
+	lb_report(lb, &b, LB_CONNECTED, 0);
+	cr_assert_str_eq(pick_connect(lb, NULL, 0), "10.0.0.3:80");
+	/* .2 and .3 now hold one each: they take turns, .1 waits. */
+	cr_assert_str_eq(pick_connect(lb, NULL, 0), "10.0.0.2:80");
+	cr_assert_str_eq(pick_connect(lb, NULL, 0), "10.0.0.3:80");
+	cr_assert_str_eq(pick_connect(lb, NULL, 0), "10.0.0.2:80");
+	cr_assert_str_eq(pick_connect(lb, NULL, 0), "10.0.0.3:80");
+	/* All at three: the tie goes on in rotation. */
+	cr_assert_str_eq(pick_connect(lb, NULL, 0), "10.0.0.1:80");
+	cr_assert_str_eq(pick_connect(lb, NULL, 0), "10.0.0.2:80");
+	lb_free(lb);
+}
+
+Test(lb, least_conn_spreads_ties_in_rotation)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_NONE, 0);
+	const char *want[] = { "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80",
+	    "10.0.0.1:80" };
+	size_t i;
+
+	/* Picks that never connect leave every count at 0. */
+	cr_assert_eq(lb_set_balancer(lb, SVC_BALANCER_LEAST_CONN), 0);
+	for (i = 0; i < 4; i++)
+		cr_assert_str_eq(pick(lb, NULL, NULL, 0), want[i]);
+	lb_free(lb);
+}
+
+Test(lb, release_ends_a_session)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_NONE, 0);
+	struct lb_target a = target("10.0.0.1", 80);
+	struct lb_target gone = target("10.9.9.9", 80);
+
+	lb_report(lb, &a, LB_CONNECTED, 0);
+	lb_report(lb, &a, LB_CONNECTED, 0);
+	cr_assert_eq(lb_n_active(lb, &a), 2);
+	lb_release(lb, &a);
+	cr_assert_eq(lb_n_active(lb, &a), 1);
+	/* A failure does not end a session; a stray release stops at 0. */
+	lb_report(lb, &a, LB_REFUSED, 0);
+	cr_assert_eq(lb_n_active(lb, &a), 1);
+	lb_release(lb, &a);
+	lb_release(lb, &a);
+	cr_assert_eq(lb_n_active(lb, &a), 0);
+	lb_release(lb, &gone);
+	cr_assert_eq(lb_n_active(lb, &gone), 0);
+	/* Counts survive updates and changes of algorithm. */
+	lb_report(lb, &a, LB_CONNECTED, 0);
+	cr_assert_eq(lb_update(lb, abc(), 2, SVC_AFFINITY_NONE, 0), 0);
+	cr_assert_eq(lb_set_balancer(lb, SVC_BALANCER_MAGLEV), 0);
+	cr_assert_eq(lb_n_active(lb, &a), 1);
+	lb_free(lb);
+}
+
+Test(lb, least_conn_passes_over_backing_off_and_tried)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_NONE, 0);
+	struct lb_target a = target("10.0.0.1", 80), b = target("10.0.0.2", 80);
+	struct lb_target c3 = target("10.0.0.3", 80);
+	struct lb_tried tried = { .n = 0 };
+
+	cr_assert_eq(lb_set_balancer(lb, SVC_BALANCER_LEAST_CONN), 0);
+	lb_report(lb, &b, LB_CONNECTED, 0);
+	lb_report(lb, &a, LB_REFUSED, 0);
+	/* .1 is idle but backing off; .3 is idle. */
+	cr_assert_str_eq(pick(lb, NULL, NULL, 0), "10.0.0.3:80");
+	lb_tried_add(&tried, &c3);
+	cr_assert_str_eq(pick(lb, NULL, &tried, 0), "10.0.0.2:80");
+	lb_free(lb);
+}
+
+/* n endpoints 10.1.0.1, 10.1.0.2 ... port 8080. */
+static struct endpoint *
+many(size_t n)
+{
+	static struct endpoint eps[64];
+	char ip[32];
+	size_t i;
+
+	cr_assert_leq(n, 64);
+	for (i = 0; i < n; i++) {
+		snprintf(ip, sizeof(ip), "10.1.0.%zu", i + 1);
+		eps[i] = ep(ip, 8080, READY);
+	}
+	return eps;
+}
+
+static struct svc_ip
+nth_client(size_t i)
+{
+	struct svc_ip c;
+
+	memset(&c, 0, sizeof(c));
+	c.family = AF_INET;
+	c.addr[0] = 172;
+	c.addr[1] = 16 + (uint8_t)(i >> 16);
+	c.addr[2] = (uint8_t)(i >> 8);
+	c.addr[3] = (uint8_t)i;
+	return c;
+}
+
+#define N_CLIENTS	10000
+
+Test(lb, maglev_same_client_same_endpoint)
+{
+	struct lb *lb = lb_with(many(5), 5, SVC_AFFINITY_NONE, 0);
+	struct svc_ip c = client("192.0.2.7"), c6 = client("fd00::7");
+	char first[64], first6[64];
+	int i;
+
+	cr_assert_eq(lb_set_balancer(lb, SVC_BALANCER_MAGLEV), 0);
+	strcpy(first, pick(lb, &c, NULL, 0));
+	strcpy(first6, pick(lb, &c6, NULL, 0));
+	for (i = 0; i < 20; i++) {
+		cr_assert_str_eq(pick(lb, &c, NULL, 0), first);
+		cr_assert_str_eq(pick(lb, &c6, NULL, 0), first6);
+	}
+	/* Without a client address: round robin. */
+	strcpy(first, pick(lb, NULL, NULL, 0));
+	cr_assert_str_neq(pick(lb, NULL, NULL, 0), first);
+	lb_free(lb);
+}
+
+Test(lb, maglev_spreads_clients_evenly)
+{
+	const size_t n = 7;
+	struct lb *lb = lb_with(many(n), n, SVC_AFFINITY_NONE, 0);
+	size_t count[7] = { 0 }, i, j;
+	struct lb_target t;
+	struct svc_ip c;
+
+	cr_assert_eq(lb_set_balancer(lb, SVC_BALANCER_MAGLEV), 0);
+	for (i = 0; i < N_CLIENTS; i++) {
+		c = nth_client(i);
+		cr_assert_eq(lb_pick(lb, &c, NULL, 0, &t), 0);
+		j = t.ip.addr[3] - 1;
+		cr_assert_lt(j, n);
+		count[j]++;
+	}
+	for (j = 0; j < n; j++)
+		cr_assert(count[j] >= N_CLIENTS / n * 8 / 10 &&
+		    count[j] <= N_CLIENTS / n * 12 / 10,
+		    "endpoint %zu got %zu of %d clients", j, count[j],
+		    N_CLIENTS);
+	lb_free(lb);
+}
+
+/* Where each of N_CLIENTS clients goes: the last address byte. */
+static void
+maglev_map(struct lb *lb, uint8_t *where)
+{
+	struct lb_target t;
+	struct svc_ip c;
+	size_t i;
+
+	for (i = 0; i < N_CLIENTS; i++) {
+		c = nth_client(i);
+		cr_assert_eq(lb_pick(lb, &c, NULL, 0, &t), 0);
+		where[i] = t.ip.addr[3];
+	}
+}
+
+Test(lb, maglev_removing_one_endpoint_moves_only_its_clients)
+{
+	const size_t n = 10;
+	static uint8_t before[N_CLIENTS], after[N_CLIENTS];
+	struct endpoint eps[10];
+	struct lb *lb;
+	size_t i, moved = 0;
+
+	memcpy(eps, many(n), sizeof(eps));
+	lb = lb_with(eps, n, SVC_AFFINITY_NONE, 0);
+	cr_assert_eq(lb_set_balancer(lb, SVC_BALANCER_MAGLEV), 0);
+	maglev_map(lb, before);
+	/* Drop 10.1.0.4. */
+	memmove(&eps[3], &eps[4], (n - 4) * sizeof(eps[0]));
+	cr_assert_eq(lb_update(lb, eps, n - 1, SVC_AFFINITY_NONE, 0), 0);
+	maglev_map(lb, after);
+	for (i = 0; i < N_CLIENTS; i++) {
+		if (before[i] == after[i])
+			continue;
+		moved++;
+		/* Only the removed endpoint's clients move. */
+		cr_assert_eq(before[i], 4, "client %zu moved from .%u to .%u",
+		    i, before[i], after[i]);
+	}
+	cr_assert_leq(moved * n, N_CLIENTS * 3 / 2, "%zu of %d moved", moved,
+	    N_CLIENTS);
+	lb_free(lb);
+}
+
+Test(lb, maglev_passes_over_backing_off_and_tried)
+{
+	struct lb *lb = lb_with(many(4), 4, SVC_AFFINITY_NONE, 0);
+	struct svc_ip c = client("192.0.2.9");
+	struct lb_target first, t;
+	struct lb_tried tried = { .n = 0 };
+
+	cr_assert_eq(lb_set_balancer(lb, SVC_BALANCER_MAGLEV), 0);
+	cr_assert_eq(lb_pick(lb, &c, NULL, 0, &first), 0);
+	lb_tried_add(&tried, &first);
+	cr_assert_eq(lb_pick(lb, &c, &tried, 0, &t), 0);
+	cr_assert(!lb_tried_has(&tried, &t));
+	lb_report(lb, &first, LB_REFUSED, 0);
+	cr_assert_eq(lb_pick(lb, &c, NULL, 0, &t), 0);
+	cr_assert(memcmp(&t, &first, sizeof(t)) != 0);
+	/* Its back-off over, the client goes home. */
+	cr_assert_eq(lb_pick(lb, &c, NULL, LB_BACKOFF_MS + 1, &t), 0);
+	cr_assert(memcmp(&t, &first, sizeof(t)) == 0);
+	lb_free(lb);
+}
+
+/* With ClientIP affinity, a live entry wins over every algorithm. */
+static void
+affinity_wins(enum svc_balancer b)
+{
+	struct lb *lb = lb_with(many(4), 4, SVC_AFFINITY_CLIENT_IP, 60);
+	struct svc_ip c = client("192.0.2.11");
+	struct lb_target first, t, other;
+	char want[64];
+	int i;
+
+	cr_assert_eq(lb_set_balancer(lb, b), 0);
+	cr_assert_eq(lb_pick(lb, &c, NULL, 0, &first), 0);
+	lb_report(lb, &first, LB_CONNECTED, 0);
+	/* Load the pinned endpoint: least connections would go elsewhere. */
+	for (i = 0; i < 5; i++)
+		lb_report(lb, &first, LB_CONNECTED, 0);
+	lb_target_str(&first, want, sizeof(want));
+	for (i = 0; i < 5; i++)
+		cr_assert_str_eq(pick(lb, &c, NULL, 1000 * i), want);
+	cr_assert_eq(lb_n_affinity(lb), 1);
+	/* Expired, the algorithm chooses again (and records it). */
+	cr_assert_eq(lb_pick(lb, &c, NULL, 1000 * 4 + 60001, &other), 0);
+	cr_assert_eq(lb_pick(lb, &c, NULL, 1000 * 4 + 60002, &t), 0);
+	cr_assert(memcmp(&t, &other, sizeof(t)) == 0);
+	if (b == SVC_BALANCER_LEAST_CONN)
+		cr_assert(memcmp(&other, &first, sizeof(t)) != 0);
+	lb_free(lb);
+}
+
+Test(lb, affinity_with_round_robin)
+{
+	affinity_wins(SVC_BALANCER_ROUND_ROBIN);
+}
+
+Test(lb, affinity_with_least_conn)
+{
+	affinity_wins(SVC_BALANCER_LEAST_CONN);
+}
+
+Test(lb, affinity_with_maglev)
+{
+	affinity_wins(SVC_BALANCER_MAGLEV);
 }
