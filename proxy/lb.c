@@ -315,9 +315,8 @@ lb_maglev_build(struct lb *lb, const uint32_t *kept, size_t kept_size)
 	lb->maglev_size = 0;
 	if (lb->balancer != SVC_BALANCER_MAGLEV || lb->n_targets == 0)
 		return 0;
-	m = lb_maglev_size(lb->n_targets);
-	if (kept_size != m)
-		kept = NULL;
+	/* A table only shrinks in a full build: removals keep its size. */
+	m = kept != NULL ? kept_size : lb_maglev_size(lb->n_targets);
 	if ((table = malloc(m * sizeof(*table))) == NULL ||
 	    (offset = calloc(lb->n_targets, sizeof(*offset))) == NULL ||
 	    (skip = calloc(lb->n_targets, sizeof(*skip))) == NULL ||
@@ -357,9 +356,9 @@ out:
 
 /*
  * The current Maglev table renumbered for the new targets, when the
- * change only removes endpoints and the table keeps its size; else NULL
- * (a full build: Maglev's own disruption, a little more than minimal).
- * Freed slots are UINT32_MAX.
+ * change only removes endpoints (the table keeps its size, larger than
+ * fewer endpoints need); else NULL (a full build: Maglev's own
+ * disruption, a little more than minimal).  Freed slots are UINT32_MAX.
  */
 static uint32_t *
 lb_maglev_kept(const struct lb *lb, const struct lb_target *targets,
@@ -369,8 +368,7 @@ lb_maglev_kept(const struct lb *lb, const struct lb_target *targets,
 	ssize_t		 j;
 	size_t		 i;
 
-	if (lb->maglev == NULL || n_targets == 0 ||
-	    lb_maglev_size(n_targets) != lb->maglev_size)
+	if (lb->maglev == NULL || n_targets == 0)
 		return NULL;
 	for (i = 0; i < n_targets; i++)
 		if (lb_find(lb, &targets[i]) < 0)

@@ -783,6 +783,29 @@ Test(lb, maglev_removing_one_endpoint_moves_only_its_clients)
 	lb_free(lb);
 }
 
+/* Three endpoints need a larger table than two: a removal keeps it. */
+Test(lb, maglev_removal_keeps_clients_when_fewer_need_a_smaller_table)
+{
+	static uint8_t before[N_CLIENTS], after[N_CLIENTS];
+	struct endpoint eps[3];
+	struct lb *lb;
+	size_t i;
+
+	memcpy(eps, many(3), sizeof(eps));
+	lb = lb_with(eps, 3, SVC_AFFINITY_NONE, 0);
+	cr_assert_eq(lb_set_balancer(lb, SVC_BALANCER_MAGLEV), 0);
+	maglev_map(lb, before);
+	/* Drop 10.1.0.2. */
+	eps[1] = eps[2];
+	cr_assert_eq(lb_update(lb, eps, 2, SVC_AFFINITY_NONE, 0), 0);
+	maglev_map(lb, after);
+	for (i = 0; i < N_CLIENTS; i++)
+		if (before[i] != after[i])
+			cr_assert_eq(before[i], 2, "client %zu moved from .%u "
+			    "to .%u", i, before[i], after[i]);
+	lb_free(lb);
+}
+
 Test(lb, maglev_passes_over_backing_off_and_tried)
 {
 	struct lb *lb = lb_with(many(4), 4, SVC_AFFINITY_NONE, 0);
