@@ -148,13 +148,19 @@ set -- $(cat "$T/probe.log")
 # before it can look at them; those show in its dropped counter.  Then
 # only under 80 % fails.  Without such drops, every loss is kuproxy's and
 # under 99 % fails.
+# Under ASan kuproxy runs about three times slower, so the flood's
+# one-shot associations wait longer for dnsmasq's answers and a few more
+# are evicted before it comes (the flood's own replies show it): there the
+# floor is 97 %.
 sock_drops=$(service_socket_drops)
-if [ $(($4 * 100)) -lt $(($2 * 99)) ]; then
+floor=99
+grep -qa __asan_init "$KUPROXY_BIN" 2>/dev/null && floor=97
+if [ $(($4 * 100)) -lt $(($2 * floor)) ]; then
 	[ "$sock_drops" -gt 0 ] && [ $(($4 * 100)) -ge $(($2 * 80)) ] ||
 	    fail "the probe got $4 answers to $2 queries during the flood" \
-	    "(< 99 %; the service socket's kernel drops: $sock_drops," \
+	    "(< $floor %; the service socket's kernel drops: $sock_drops," \
 	    "kuproxy_udp_dropped_total $dropped)"
-	echo "NOTE: the probe got $4 of $2 answers (< 99 %) while the" \
+	echo "NOTE: the probe got $4 of $2 answers (< $floor %) while the" \
 	    "kernel dropped $sock_drops datagrams for kuproxy's full" \
 	    "receive buffer (counted: kuproxy_udp_dropped_total $dropped)" >&2
 fi
