@@ -22,7 +22,11 @@
  * - upstream retried a dead endpoint on every connection that round robin
  *   sent there; an endpoint that failed is passed over for a back-off that
  *   doubles while it keeps failing (nginx's fail_timeout), as long as
- *   another endpoint is usable.
+ *   another endpoint is usable;
+ * - upstream's userspace mode knew no IPv6; with endpoints of both families
+ *   (a dual-stack service), a client goes to an endpoint of its own family,
+ *   the family of the cluster IP it dialled, as the kernel modes do, and
+ *   each family keeps its own round-robin cursor.
  *
  * Maglev (Eisenbud et al., NSDI 2016): each endpoint fills the slots of a
  * table of prime size M in the order of its own permutation (offset and
@@ -75,6 +79,14 @@ struct lb {
 	size_t			 next;		/* index of the next RR pick */
 	struct lb_target	 last;		/* last RR pick, for updates */
 	bool			 have_last;
+	/*
+	 * IPv4 targets sort first.  With both families, next and last are
+	 * the IPv4 rotation's and these the IPv6 one's.
+	 */
+	size_t			 n_v4;
+	size_t			 next_v6;
+	struct lb_target	 last_v6;
+	bool			 have_last_v6;
 	enum svc_affinity	 affinity;
 	uint32_t		 timeout_s;
 	enum svc_balancer	 balancer;	/* never DEFAULT */
@@ -230,17 +242,18 @@ lb_find(const struct lb *lb, const struct lb_target *t)
  * that would have followed it), else at the start.
  */
 static size_t
-lb_cursor_after_update(const struct lb *lb)
+lb_cursor_after_update(const struct lb *lb, const struct lb_target *last,
+    bool have_last)
 {
 	ssize_t found;
 	size_t i;
 
-	if (!lb->have_last || lb->n_targets == 0)
+	if (!have_last || lb->n_targets == 0)
 		return 0;
-	if ((found = lb_find(lb, &lb->last)) >= 0)
+	if ((found = lb_find(lb, last)) >= 0)
 		return ((size_t)found + 1) % lb->n_targets;
 	for (i = 0; i < lb->n_targets; i++)
-		if (lb_target_cmp(&lb->targets[i], &lb->last) > 0)
+		if (lb_target_cmp(&lb->targets[i], last) > 0)
 			return i;
 	return 0;
 }
@@ -433,7 +446,12 @@ lb_update_locked(struct lb *lb, const struct endpoint *eps, size_t n,
 	lb->targets = targets;
 	lb->health = health;
 	lb->n_targets = n_targets;
-	lb->next = lb_cursor_after_update(lb);
+	for (lb->n_v4 = 0; lb->n_v4 < n_targets &&
+	    targets[lb->n_v4].ip.family == AF_INET; lb->n_v4++)
+		;
+	lb->next = lb_cursor_after_update(lb, &lb->last, lb->have_last);
+	lb->next_v6 = lb_cursor_after_update(lb, &lb->last_v6,
+	    lb->have_last_v6);
 	lb->affinity = affinity;
 	lb->timeout_s = timeout_s != 0 ? timeout_s : SVC_AFFINITY_DEFAULT_S;
 	(void)lb_maglev_build(lb, kept, lb->maglev_size);
@@ -491,19 +509,52 @@ lb_index_down(const struct lb *lb, size_t i, long long now_ms)
 }
 
 /*
- * The next endpoint in rotation, preferring one neither tried nor backing
- * off, then one not tried, then the next.  With every endpoint healthy and
- * nothing tried (the usual case) this is the cursor, at no cost.
+ * The family a client's endpoint must have: its own when the set holds
+ * endpoints of both families, else 0 (any).  A client of the other family
+ * than every endpoint still gets one: a proxy can cross families.
+ */
+static sa_family_t
+lb_family_wanted(const struct lb *lb, const struct svc_ip *client)
+{
+	if (client == NULL || lb->n_v4 == 0 || lb->n_v4 == lb->n_targets)
+		return 0;
+	return client->family == AF_INET || client->family == AF_INET6 ?
+	    client->family : 0;
+}
+
+static bool
+lb_index_of_family(const struct lb *lb, size_t i, sa_family_t want)
+{
+	return want == 0 || lb->targets[i].ip.family == want;
+}
+
+/* Where want's rotation goes on. */
+static size_t
+lb_cursor(const struct lb *lb, sa_family_t want)
+{
+	return want == AF_INET6 ? lb->next_v6 : lb->next;
+}
+
+/*
+ * The next endpoint of family want in rotation, preferring one neither
+ * tried nor backing off, then one not tried, then the next.  With every
+ * endpoint healthy and nothing tried (the usual case) this is the cursor,
+ * at no cost.
  */
 static size_t
 lb_next_usable(const struct lb *lb, const struct lb_tried *tried,
-    long long now_ms)
+    sa_family_t want, long long now_ms)
 {
-	size_t k, i, untried = lb->n_targets;
+	size_t k, i, untried = lb->n_targets, first = lb->n_targets;
+	size_t start = lb_cursor(lb, want);
 	bool was_tried;
 
 	for (k = 0; k < lb->n_targets; k++) {
-		i = (lb->next + k) % lb->n_targets;
+		i = (start + k) % lb->n_targets;
+		if (!lb_index_of_family(lb, i, want))
+			continue;
+		if (first == lb->n_targets)
+			first = i;
 		was_tried = tried != NULL && lb_tried_has(tried,
 		    &lb->targets[i]);
 		if (was_tried)
@@ -513,7 +564,9 @@ lb_next_usable(const struct lb *lb, const struct lb_tried *tried,
 		if (untried == lb->n_targets)
 			untried = i;
 	}
-	return untried != lb->n_targets ? untried : lb->next;
+	if (untried != lb->n_targets)
+		return untried;
+	return first != lb->n_targets ? first : start;
 }
 
 /*
@@ -523,13 +576,14 @@ lb_next_usable(const struct lb *lb, const struct lb_tried *tried,
  */
 static size_t
 lb_least_loaded(const struct lb *lb, const struct lb_tried *tried,
-    long long now_ms)
+    sa_family_t want, long long now_ms)
 {
 	size_t k, i, best = lb->n_targets;
 
 	for (k = 0; k < lb->n_targets; k++) {
-		i = (lb->next + k) % lb->n_targets;
-		if ((tried != NULL && lb_tried_has(tried, &lb->targets[i])) ||
+		i = (lb_cursor(lb, want) + k) % lb->n_targets;
+		if (!lb_index_of_family(lb, i, want) ||
+		    (tried != NULL && lb_tried_has(tried, &lb->targets[i])) ||
 		    lb_index_down(lb, i, now_ms))
 			continue;
 		if (best == lb->n_targets ||
@@ -542,13 +596,14 @@ lb_least_loaded(const struct lb *lb, const struct lb_tried *tried,
 /*
  * Maglev: the client's slot, or the first slot after it whose endpoint is
  * neither tried nor backing off, else the first whose endpoint is not
- * tried, else the client's own.  n_targets without a table.
+ * tried, else the client's own; only slots of endpoints of family want.
+ * n_targets without a table.
  */
 static size_t
 lb_maglev_lookup(const struct lb *lb, const struct svc_ip *client,
-    const struct lb_tried *tried, long long now_ms)
+    const struct lb_tried *tried, sa_family_t want, long long now_ms)
 {
-	size_t	 k, slot, i, untried = lb->n_targets;
+	size_t	 k, slot, i, untried = lb->n_targets, first = lb->n_targets;
 
 	if (lb->maglev == NULL || client == NULL || client->family == 0)
 		return lb->n_targets;
@@ -556,6 +611,10 @@ lb_maglev_lookup(const struct lb *lb, const struct svc_ip *client,
 	    client->family) % lb->maglev_size;
 	for (k = 0; k < lb->maglev_size; k++) {
 		i = lb->maglev[(slot + k) % lb->maglev_size];
+		if (!lb_index_of_family(lb, i, want))
+			continue;
+		if (first == lb->n_targets)
+			first = i;
 		if (tried != NULL && lb_tried_has(tried, &lb->targets[i]))
 			continue;
 		if (!lb_index_down(lb, i, now_ms))
@@ -563,7 +622,7 @@ lb_maglev_lookup(const struct lb *lb, const struct svc_ip *client,
 		if (untried == lb->n_targets)
 			untried = i;
 	}
-	return untried != lb->n_targets ? untried : lb->maglev[slot];
+	return untried != lb->n_targets ? untried : first;
 }
 
 /* The algorithm's choice for a client without a live affinity entry. */
@@ -571,13 +630,30 @@ static size_t
 lb_choose(const struct lb *lb, const struct svc_ip *client,
     const struct lb_tried *tried, long long now_ms)
 {
+	sa_family_t want = lb_family_wanted(lb, client);
 	size_t i = lb->n_targets;
 
 	if (lb->balancer == SVC_BALANCER_LEAST_CONN)
-		i = lb_least_loaded(lb, tried, now_ms);
+		i = lb_least_loaded(lb, tried, want, now_ms);
 	else if (lb->balancer == SVC_BALANCER_MAGLEV)
-		i = lb_maglev_lookup(lb, client, tried, now_ms);
-	return i != lb->n_targets ? i : lb_next_usable(lb, tried, now_ms);
+		i = lb_maglev_lookup(lb, client, tried, want, now_ms);
+	return i != lb->n_targets ? i :
+	    lb_next_usable(lb, tried, want, now_ms);
+}
+
+/* Move want's rotation past the pick at index i. */
+static void
+lb_advance(struct lb *lb, sa_family_t want, size_t i)
+{
+	if (want == AF_INET6) {
+		lb->last_v6 = lb->targets[i];
+		lb->have_last_v6 = true;
+		lb->next_v6 = (i + 1) % lb->n_targets;
+		return;
+	}
+	lb->last = lb->targets[i];
+	lb->have_last = true;
+	lb->next = (i + 1) % lb->n_targets;
 }
 
 /*
@@ -589,7 +665,9 @@ lb_choose(const struct lb *lb, const struct svc_ip *client,
  * nor backing off, else the next one not tried, else the next one); with
  * affinity, the choice is recorded, so after a
  * failed try the client moves to the endpoint that answers (upstream's
- * sessionAffinityReset).  Returns 0 with *out set, or -1 with no endpoint.
+ * sessionAffinityReset).  With endpoints of both families, only those of
+ * the client's family count (lb_family_wanted).  Returns 0 with *out set,
+ * or -1 with no endpoint.
  */
 static int
 lb_pick_locked(struct lb *lb, const struct svc_ip *client,
@@ -609,7 +687,9 @@ lb_pick_locked(struct lb *lb, const struct svc_ip *client,
 		key.client = *client;
 		a = RB_FIND(lb_affinity_tree, &lb->clients, &key);
 		if (a != NULL && lb_affinity_live(lb, a, now_ms) &&
-		    !lb_backing_off_locked(lb, &a->target, now_ms)) {
+		    !lb_backing_off_locked(lb, &a->target, now_ms) &&
+		    (lb_family_wanted(lb, client) == 0 ||
+		    a->target.ip.family == client->family)) {
 			a->last_used_ms = now_ms;
 			*out = a->target;
 			return 0;
@@ -618,9 +698,7 @@ lb_pick_locked(struct lb *lb, const struct svc_ip *client,
 
 	i = lb_choose(lb, client, tried, now_ms);
 	*out = lb->targets[i];
-	lb->last = lb->targets[i];
-	lb->have_last = true;
-	lb->next = (i + 1) % lb->n_targets;
+	lb_advance(lb, lb_family_wanted(lb, client), i);
 	if (sticky)
 		lb_affinity_record(lb, client, out, now_ms);
 	return 0;

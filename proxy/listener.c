@@ -143,7 +143,7 @@ static int
 listener_socket(enum svc_proto proto, int family)
 {
 	int type = proto == SVC_PROTO_UDP ? SOCK_DGRAM : SOCK_STREAM;
-	int fd, one = 1;
+	int fd, one = 1, zero = 0;
 
 	fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1)
@@ -159,6 +159,15 @@ listener_socket(enum svc_proto proto, int family)
 	}
 	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one,
 	    sizeof(one)) == -1) {
+		close(fd);
+		return -1;
+	}
+	/*
+	 * --bind-address :: means both families (the portals send IPv4
+	 * traffic here too): not left to net.ipv6.bindv6only.
+	 */
+	if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY,
+	    &zero, sizeof(zero)) == -1) {
 		close(fd);
 		return -1;
 	}

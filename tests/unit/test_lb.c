@@ -4,7 +4,8 @@
  * endpoints are usable, how the cursor and the affinity map survive
  * updates, affinity timeouts (with injected time), the tried-set used
  * for retries, and the passive health check (back-off after a failed
- * dial).  Pure: no sockets, no clock.
+ * dial), and dual-stack sets split by the client's family.  Pure: no
+ * sockets, no clock.
  */
 #include "config.h"
 
@@ -869,4 +870,104 @@ Test(lb, affinity_with_least_conn)
 Test(lb, affinity_with_maglev)
 {
 	affinity_wins(SVC_BALANCER_MAGLEV);
+}
+
+/* Two IPv4 and two IPv6 endpoints: a dual-stack service's port. */
+static const struct endpoint *
+dual_stack(void)
+{
+	static struct endpoint eps[4];
+
+	eps[0] = ep("10.0.0.1", 80, READY);
+	eps[1] = ep("10.0.0.2", 80, READY);
+	eps[2] = ep("fd00::1", 80, READY);
+	eps[3] = ep("fd00::2", 80, READY);
+	return eps;
+}
+
+/* Each family's clients rotate over that family's endpoints only. */
+static void
+families_stay_apart(enum svc_balancer balancer)
+{
+	struct lb *lb = lb_with(dual_stack(), 4, SVC_AFFINITY_NONE, 0);
+	struct svc_ip v4 = client("10.1.1.1"), v6 = client("fd00:1::1");
+	int i, seen4[2] = { 0, 0 }, seen6[2] = { 0, 0 };
+	const char *got;
+
+	cr_assert_eq(lb_set_balancer(lb, balancer), 0);
+	for (i = 0; i < 8; i++) {
+		v4.addr[3] = (uint8_t)i;
+		v6.addr[15] = (uint8_t)i;
+		got = pick(lb, &v4, NULL, 0);
+		cr_assert(strncmp(got, "10.0.0.", 7) == 0, "v4 got %s", got);
+		seen4[got[7] - '1']++;
+		got = pick(lb, &v6, NULL, 0);
+		cr_assert(strncmp(got, "[fd00::", 7) == 0, "v6 got %s", got);
+		seen6[got[7] - '1']++;
+	}
+	if (balancer != SVC_BALANCER_MAGLEV) {
+		/* Interleaved picks do not disturb either rotation. */
+		cr_assert_eq(seen4[0], 4);
+		cr_assert_eq(seen6[1], 4);
+	}
+	cr_assert_eq(seen4[0] + seen4[1], 8);
+	cr_assert_eq(seen6[0] + seen6[1], 8);
+	lb_free(lb);
+}
+
+Test(lb, dual_stack_round_robin_keeps_families_apart)
+{
+	families_stay_apart(SVC_BALANCER_ROUND_ROBIN);
+}
+
+Test(lb, dual_stack_least_conn_keeps_families_apart)
+{
+	families_stay_apart(SVC_BALANCER_LEAST_CONN);
+}
+
+Test(lb, dual_stack_maglev_keeps_families_apart)
+{
+	families_stay_apart(SVC_BALANCER_MAGLEV);
+}
+
+Test(lb, dual_stack_retry_stays_in_the_family)
+{
+	struct lb *lb = lb_with(dual_stack(), 4, SVC_AFFINITY_NONE, 0);
+	struct svc_ip v6 = client("fd00:1::1");
+	struct lb_tried tried;
+	struct lb_target t;
+
+	memset(&tried, 0, sizeof(tried));
+	cr_assert_eq(lb_pick(lb, &v6, &tried, 0, &t), 0);
+	lb_tried_add(&tried, &t);
+	lb_report(lb, &t, LB_REFUSED, 0);
+	cr_assert_str_eq(pick(lb, &v6, &tried, 0), "[fd00::2]:80");
+	lb_tried_add(&tried, &(struct lb_target){ .ip = client("fd00::2"),
+	    .port = 80 });
+	/* Both IPv6 endpoints tried: still IPv6, never an IPv4 one. */
+	cr_assert(strncmp(pick(lb, &v6, &tried, 0), "[fd00::", 7) == 0);
+	lb_free(lb);
+}
+
+Test(lb, dual_stack_affinity_stays_in_the_family)
+{
+	struct lb *lb = lb_with(dual_stack(), 4, SVC_AFFINITY_CLIENT_IP, 0);
+	struct svc_ip v4 = client("10.1.1.1"), v6 = client("fd00:1::1");
+	const char *first;
+
+	first = pick(lb, &v6, NULL, 0);
+	cr_assert(strncmp(first, "[fd00::", 7) == 0);
+	cr_assert_str_eq(pick(lb, &v6, NULL, 1000), first);
+	cr_assert(strncmp(pick(lb, &v4, NULL, 1000), "10.0.0.", 7) == 0);
+	lb_free(lb);
+}
+
+Test(lb, single_family_endpoints_serve_every_client)
+{
+	struct lb *lb = lb_with(abc(), 3, SVC_AFFINITY_NONE, 0);
+	struct svc_ip v6 = client("fd00:1::1");
+
+	/* No IPv6 endpoint: a proxy can still cross families. */
+	cr_assert_str_eq(pick(lb, &v6, NULL, 0), "10.0.0.1:80");
+	lb_free(lb);
 }
