@@ -622,6 +622,7 @@ port_object(const struct explain_ctx *ctx, const struct svc *svc,
 	    svc->n_ingress_ips + 1, sizeof(*ps.v));
 	if (ps.v != NULL && unserved == NULL) {
 		port_portals(ctx, svc, sp, &ps);
+		memset(&pport, 0, sizeof(pport));
 		pport.svc = svc;
 		pport.port = sp;
 		pport.proxy_port = find.found != NULL ?

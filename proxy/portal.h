@@ -38,6 +38,14 @@ struct portal_port {
 	const struct svc	*svc;
 	const struct svc_port	*port;
 	uint16_t		 proxy_port;
+	/*
+	 * Where traffic from outside (node port, externalIPs, load-balancer
+	 * IPs) goes when a traffic policy gives it other endpoints: 0 means
+	 * proxy_port.  external_drop: no endpoint serves it here, so it is
+	 * dropped (filter INPUT), as kube-proxy drops it, not refused.
+	 */
+	uint16_t		 external_proxy_port;
+	bool			 external_drop;
 };
 
 /*

@@ -129,6 +129,9 @@ portal_job_new(const struct portal_port *ports, size_t n_ports)
 		/* Counted first: a half-copied svc is freed with the rest. */
 		job->n_ports++;
 		job->ports[i].proxy_port = ports[i].proxy_port;
+		job->ports[i].external_proxy_port =
+		    ports[i].external_proxy_port;
+		job->ports[i].external_drop = ports[i].external_drop;
 		if (ports[i].svc != NULL) {
 			if (portal_job_copy_svc(&job->svcs[i], ports[i].svc) ==
 			    -1)

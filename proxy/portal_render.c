@@ -390,8 +390,9 @@ render_port(struct render *r, const struct portal_port *pp)
 {
 	const struct svc	*svc = pp->svc;
 	const struct svc_port	*sp = pp->port;
-	struct render_port	 rp;
+	struct render_port	 rp, rp_ext;
 	char			 proxy_port[RENDER_PORTTEXTLEN];
+	uint16_t		 ext_port;
 	size_t			 i;
 
 	if (!render_port_usable(r, pp))
@@ -405,6 +406,14 @@ render_port(struct render *r, const struct portal_port *pp)
 	else
 		snprintf(proxy_port, sizeof(proxy_port), "%u", pp->proxy_port);
 	render_targets(r, proxy_port, &rp);
+	/* Traffic from outside may have a proxy port of its own. */
+	rp_ext = rp;
+	ext_port = pp->external_proxy_port != 0 ? pp->external_proxy_port :
+	    pp->proxy_port;
+	if (pp->external_proxy_port != 0 && r->proxy_port_text == NULL) {
+		snprintf(proxy_port, sizeof(proxy_port), "%u", ext_port);
+		render_targets(r, proxy_port, &rp_ext);
+	}
 
 	/* Upstream's openPortal order: clusterIP, externalIPs, LB ingress. */
 	for (i = 0; i < svc->n_cluster_ips && i < 2; i++)
@@ -419,14 +428,26 @@ render_port(struct render *r, const struct portal_port *pp)
 		    &svc->external_ips[i])) {
 			render_for(r, PORTAL_FOR_EXTERNAL_IP,
 			    &svc->external_ips[i]);
-			render_external_ip(r, &rp, &svc->external_ips[i]);
+			render_external_ip(r, &rp_ext, &svc->external_ips[i]);
 		}
 	for (i = 0; i < svc->n_ingress_ips; i++)
 		if (svc->ingress_ips[i].family == r->family) {
 			render_for(r, PORTAL_FOR_INGRESS_IP,
 			    &svc->ingress_ips[i]);
-			render_portal_ip(r, &rp, &svc->ingress_ips[i]);
+			render_portal_ip(r, &rp_ext, &svc->ingress_ips[i]);
 		}
+
+	/*
+	 * externalTrafficPolicy Local without a local endpoint: kube-proxy
+	 * drops such traffic, so a client times out instead of being reset.
+	 * Filter INPUT sees the external proxy port after NAT, and only
+	 * external traffic is sent there.
+	 */
+	if (pp->external_drop && pp->external_proxy_port != 0) {
+		render_for(r, PORTAL_FOR_NODE_PORT_ACCEPT, NULL);
+		render_rule_text(r, RC_NODEPORT_NON_LOCAL, NULL, &rp_ext,
+		    ext_port, r->proxy_port_text, NULL, "-j DROP");
+	}
 
 	/*
 	 * Filter INPUT sees the port after NAT, so default-deny hosts need
@@ -434,10 +455,11 @@ render_port(struct render *r, const struct portal_port *pp)
 	 * ClusterIP-only proxy port stays closed to the outside.
 	 */
 	render_for(r, PORTAL_FOR_NODE_PORT, NULL);
-	if (sp->node_port == 0 || !render_node_port(r, &rp, sp->node_port))
+	if (sp->node_port == 0 ||
+	    !render_node_port(r, &rp_ext, sp->node_port) || pp->external_drop)
 		return;
 	render_for(r, PORTAL_FOR_NODE_PORT_ACCEPT, NULL);
-	render_rule_text(r, RC_NODEPORT_NON_LOCAL, NULL, &rp, pp->proxy_port,
+	render_rule_text(r, RC_NODEPORT_NON_LOCAL, NULL, &rp_ext, ext_port,
 	    r->proxy_port_text, "-m state --state NEW", "-j ACCEPT");
 }
 

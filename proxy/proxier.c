@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <bsd/string.h>
+
 #include <event2/event.h>
 
 #include "base/clock.h"
@@ -33,6 +35,7 @@
 #include "base/svc.h"
 #include "conf/conf.h"
 #include "proxy/claims.h"
+#include "proxy/healthcheck.h"
 #include "proxy/lb.h"
 #include "proxy/listener.h"
 #include "proxy/portal.h"
@@ -40,6 +43,7 @@
 #include "proxy/pport.h"
 #include "proxy/proxier.h"
 #include "proxy/tcp_relay.h"
+#include "proxy/topology.h"
 #include "proxy/udp_relay.h"
 #include "proxy/lanes.h"
 #include "proxy/worker.h"
@@ -58,6 +62,13 @@ struct pport_node {
 	struct pport		*pp;
 	struct claim_set	 claims;	/* node port, local addresses */
 	bool			 flush_conntrack; /* UDP: after the next sync */
+	/*
+	 * Traffic from outside, when a traffic policy gives it endpoints of
+	 * its own (topology_needs_external_port()): its own proxy port and
+	 * balancer; NULL: it shares pp.  ext_drop: the rules drop it.
+	 */
+	struct pport		*ext;
+	bool			 ext_drop;
 };
 
 static int
@@ -78,6 +89,8 @@ struct proxier {
 	struct pport		**closing;
 	size_t			 n_closing;
 	struct portal		*portal;
+	struct healthcheck	*healthcheck;
+	char			 node_name[256];	/* this node's */
 	struct event		*sync_timer;
 	bool			 rules_dirty;
 	bool			 stopped;
@@ -121,25 +134,35 @@ proxier_queue(struct proxier *px)
 }
 
 /*
- * Point pp at a new spec and give its balancer the endpoints and the
+ * Point pp at a new spec and give its balancer the endpoints that serve
+ * its traffic (external: from outside; topology_select()) and the
  * algorithm: the service's kuproxy.io/balancer, else --balancer.
  */
 static void
-pport_set_spec(const struct conf *conf, struct pport *pp, struct svc *svc,
-    const struct svc_port *port)
+pport_set_spec(const struct proxier *px, struct pport *pp, struct svc *svc,
+    const struct svc_port *port, bool external)
 {
+	const struct conf	*conf = px->conf;
 	struct svc		*old = pp->svc;
 	enum svc_balancer	 kind = svc->balancer_kind !=
 				    SVC_BALANCER_DEFAULT ? svc->balancer_kind :
 				    conf->balancer;
+	/* No source reads this node's zone yet: hints stay unused. */
+	struct topology_node	 node = { px->node_name, NULL };
+	struct endpoint		*eps;
+	size_t			 n_eps;
 
 	pp->svc = svc_ref(svc);
 	pp->port = port;
 	svc_unref(old);
-	if (lb_update(pp->lb, port->endpoints, port->n_endpoints,
+	eps = calloc(port->n_endpoints + 1, sizeof(*eps));
+	n_eps = eps != NULL ? topology_select(svc, port, external, &node,
+	    eps) : 0;
+	if (eps == NULL || lb_update(pp->lb, eps, n_eps,
 	    svc->affinity, svc->affinity_timeout_s) == -1)
 		log_warnx("%s: out of memory updating endpoints; the previous "
 		    "set stays", pp->key);
+	free(eps);
 	if (lb_set_balancer(pp->lb, kind) == -1)
 		log_warnx("%s: out of memory for the %s balancer; the previous "
 		    "one stays", pp->key, svc_balancer_str(kind));
@@ -180,6 +203,115 @@ proxier_claim(struct proxier *px, struct pport_node *n,
 	free(ips);
 }
 
+/*
+ * A removed pp stops taking clients at once and closes after the next
+ * rule sync, when no rule points at its proxy port any more.
+ */
+static void
+proxier_close_after_sync(struct proxier *px, struct pport *pp)
+{
+	struct pport	**v;
+
+	pp->removed = true;
+	/* New clients of a removed service get no endpoint. */
+	lb_update(pp->lb, NULL, 0, SVC_AFFINITY_NONE, 0);
+	lanes_update(pp);
+	v = reallocarray(px->closing, px->n_closing + 1, sizeof(*v));
+	if (v == NULL) {
+		lanes_close(pp);
+		log_info("%s: closed", pp->key);
+		pport_unref(pp);
+		return;
+	}
+	px->closing = v;
+	px->closing[px->n_closing++] = pp;
+	proxier_queue(px);
+}
+
+/*
+ * The proxy port for traffic from outside of base's service port, with
+ * the endpoints its traffic policy gives that traffic; NULL if it cannot
+ * be opened.
+ */
+static struct pport *
+proxier_open_external(struct proxier *px, const struct pport *base,
+    struct svc *svc, const struct svc_port *port)
+{
+	struct pport	*pp;
+	char		 err[256];
+	int		 fd;
+
+	if ((pp = calloc(1, sizeof(*pp))) == NULL)
+		goto nomem;
+	pp->refcnt = 1;
+	if ((pp->lb = lb_new()) == NULL || lanes_init(pp) == -1)
+		goto nomem;
+	pp->proto = port->proto;
+	strlcpy(pp->key, base->key, sizeof(pp->key));
+	strlcat(pp->key, " (external)", sizeof(pp->key));
+	strlcpy(pp->display, base->display, sizeof(pp->display));
+	pport_set_spec(px, pp, svc, port, true);
+	fd = listener_bind(port->proto, px->conf->bind_address,
+	    px->conf->port_range_begin, px->conf->port_range_end, 0,
+	    &pp->proxy_port, err, sizeof(err));
+	if (fd == -1 || lanes_open(pp, px->conf->bind_address, fd, err,
+	    sizeof(err)) == -1) {
+		log_warnx("%s: cannot open a proxy port: %s; external traffic "
+		    "shares the internal one", pp->key, err);
+		goto fail;
+	}
+	log_info("%s: listening on proxy port %u", pp->key, pp->proxy_port);
+	return pp;
+
+nomem:
+	log_warnx("%s: out of memory adding the external proxy port",
+	    base->key);
+fail:
+	if (pp != NULL) {
+		lanes_close(pp);
+		pport_unref(pp);
+	}
+	return NULL;
+}
+
+/*
+ * Give n's traffic from outside a proxy port of its own while a traffic
+ * policy gives it other endpoints than internal traffic, or let it share
+ * n's port again; ext_drop says that externalTrafficPolicy Local has no
+ * endpoint on this node.  A change in either is a change of rules.
+ *
+ * Why a second port: REDIRECT leaves the relay only the proxy port to
+ * tell internal from external traffic by, and "none" means two things:
+ * internal clients are refused (the paused listener), external ones
+ * dropped (a filter rule on the external port only).
+ */
+static void
+proxier_set_external(struct proxier *px, struct pport_node *n,
+    struct svc *svc, const struct svc_port *port)
+{
+	bool	drop;
+
+	if (!topology_needs_external_port(svc, port)) {
+		if (n->ext != NULL) {
+			proxier_close_after_sync(px, n->ext);
+			n->ext = NULL;
+			n->ext_drop = false;
+		}
+		return;
+	}
+	if (n->ext != NULL)
+		pport_set_spec(px, n->ext, svc, port, true);
+	else if ((n->ext = proxier_open_external(px, n->pp, svc,
+	    port)) != NULL)
+		proxier_queue(px);
+	drop = n->ext != NULL && topology_external_local(svc) &&
+	    lb_n_endpoints(n->ext->lb) == 0;
+	if (drop != n->ext_drop) {
+		n->ext_drop = drop;
+		proxier_queue(px);
+	}
+}
+
 static void
 proxier_add(struct proxier *px, struct svc *svc, const struct svc_port *port)
 {
@@ -211,7 +343,7 @@ proxier_add(struct proxier *px, struct svc *svc, const struct svc_port *port)
 	claim_set_init(&n->claims);
 
 	/* The spec first: a UDP port reads it as soon as it opens. */
-	pport_set_spec(px->conf, pp, svc, port);
+	pport_set_spec(px, pp, svc, port, false);
 	fd = listener_bind(port->proto, px->conf->bind_address,
 	    px->conf->port_range_begin, px->conf->port_range_end, 0,
 	    &pp->proxy_port, err, sizeof(err));
@@ -223,6 +355,7 @@ proxier_add(struct proxier *px, struct svc *svc, const struct svc_port *port)
 	}
 	RB_INSERT(pport_tree, &px->ports, n);
 	log_info("%s: listening on proxy port %u", pp->key, pp->proxy_port);
+	proxier_set_external(px, n, svc, port);
 	n->flush_conntrack = pp->proto == SVC_PROTO_UDP;
 	proxier_queue(px);
 	return;
@@ -250,26 +383,14 @@ proxier_find(struct proxier *px, const struct svc *svc,
 static void
 proxier_remove(struct proxier *px, struct pport_node *n)
 {
-	struct pport	*pp = n->pp;
-	struct pport	**v;
+	struct pport	*pp = n->pp, *ext = n->ext;
 
 	RB_REMOVE(pport_tree, &px->ports, n);
 	claim_set_release(&n->claims);
 	free(n);
-	pp->removed = true;
-	/* New clients of a removed service get no endpoint. */
-	lb_update(pp->lb, NULL, 0, SVC_AFFINITY_NONE, 0);
-	lanes_update(pp);
-	v = reallocarray(px->closing, px->n_closing + 1, sizeof(*v));
-	if (v == NULL) {
-		lanes_close(pp);
-		log_info("%s: closed", pp->key);
-		pport_unref(pp);
-		return;
-	}
-	px->closing = v;
-	px->closing[px->n_closing++] = pp;
-	proxier_queue(px);
+	if (ext != NULL)
+		proxier_close_after_sync(px, ext);
+	proxier_close_after_sync(px, pp);
 }
 
 /* Close the listeners of removed ports, now that no rule points at them. */
@@ -326,7 +447,8 @@ proxier_diff_cb(const struct svc_diff_entry *e, void *arg)
 		if (n->pp->proto == SVC_PROTO_UDP &&
 		    e->kind == SVC_DIFF_CHANGED)
 			n->flush_conntrack = true;
-		pport_set_spec(px->conf, n->pp, e->new_svc, e->new_port);
+		pport_set_spec(px, n->pp, e->new_svc, e->new_port, false);
+		proxier_set_external(px, n, e->new_svc, e->new_port);
 		if (e->kind == SVC_DIFF_CHANGED)
 			proxier_queue(px);
 		log_v(2, "%s: %s, %zu endpoints", n->pp->key,
@@ -369,6 +491,8 @@ proxier_render_spec(struct proxier *px, struct pport_node *n,
 	out->svc = s;
 	out->port = port;
 	out->proxy_port = n->pp->proxy_port;
+	out->external_proxy_port = n->ext != NULL ? n->ext->proxy_port : 0;
+	out->external_drop = n->ext != NULL && n->ext_drop;
 	if (port->node_port != 0 && n->claims.node_port != port->node_port &&
 	    px->conf->iptables_backend != CONF_IPT_NONE) {
 		log_warnx("%s: node port %u is not ours; no NodePort rules for "
@@ -676,6 +800,43 @@ proxier_sync_timer(evutil_socket_t fd, short events, void *arg)
 	proxier_maybe_sync(px);
 }
 
+/*
+ * This node's name, which Local traffic policies compare endpoints'
+ * nodeName with: --hostname-override, else the host name, lower-cased and
+ * trimmed as upstream's GetHostname.
+ */
+static void
+proxier_set_node_name(struct proxier *px)
+{
+	const char	*o = px->conf->hostname_override;
+	char		*p, *start = px->node_name;
+	size_t		 len;
+
+	if (o != NULL && *o != '\0')
+		strlcpy(px->node_name, o, sizeof(px->node_name));
+	else if (gethostname(px->node_name, sizeof(px->node_name) - 1) == -1)
+		px->node_name[0] = '\0';
+	px->node_name[sizeof(px->node_name) - 1] = '\0';
+	while (*start == ' ' || *start == '\t' || *start == '\n')
+		start++;
+	memmove(px->node_name, start, strlen(start) + 1);
+	len = strlen(px->node_name);
+	while (len > 0 && strchr(" \t\n", px->node_name[len - 1]) != NULL)
+		px->node_name[--len] = '\0';
+	for (p = px->node_name; *p != '\0'; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+}
+
+/* Upstream's serviceProxyHealthy: the rules have been written. */
+static bool
+proxier_healthy(void *arg)
+{
+	const struct proxier *px = arg;
+
+	return px->synced;
+}
+
 struct proxier *
 proxier_new(struct event_base *base, const struct conf *conf, char *err,
     size_t errlen)
@@ -704,6 +865,12 @@ proxier_new(struct event_base *base, const struct conf *conf, char *err,
 	}
 	if ((px->portal = portal_new(conf, err, errlen)) == NULL)
 		goto fail;
+	proxier_set_node_name(px);
+	if ((px->healthcheck = healthcheck_new(base, conf, proxier_healthy,
+	    px)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 	return px;
 
 fail:
@@ -727,6 +894,7 @@ proxier_apply(struct proxier *px, struct svctab *tab)
 	lanes_flush();
 	svctab_unref(px->tab);
 	px->tab = tab;
+	healthcheck_sync(px->healthcheck, tab, px->node_name);
 	svctab_stats(tab, &st);
 	log_info("service table applied: %zu services (%zu proxied), "
 	    "%zu ports, %zu endpoints; ports added=%zu removed=%zu "
@@ -821,9 +989,13 @@ proxier_stop(struct proxier *px)
 	/* Rules first, so no new client is sent to a closed port. */
 	if (portal_remove(px->portal) == -1)
 		log_warnx("could not remove every rule; run kuproxy --cleanup");
-	RB_FOREACH(n, pport_tree, &px->ports)
+	RB_FOREACH(n, pport_tree, &px->ports) {
 		lanes_close(n->pp);
+		if (n->ext != NULL)
+			lanes_close(n->ext);
+	}
 	proxier_close_removed(px);
+	healthcheck_sync(px->healthcheck, NULL, px->node_name);
 }
 
 void
@@ -842,11 +1014,16 @@ proxier_free(struct proxier *px)
 		lanes_close(n->pp);
 		claim_set_release(&n->claims);
 		pport_unref(n->pp);
+		if (n->ext != NULL) {
+			lanes_close(n->ext);
+			pport_unref(n->ext);
+		}
 		free(n);
 	}
 	if (px->sync_timer != NULL)
 		event_free(px->sync_timer);
 	portal_free(px->portal);
+	healthcheck_free(px->healthcheck);
 	svctab_unref(px->tab);
 	free(px);
 }

@@ -544,6 +544,7 @@ check_against_renderer(const char *ns, const char *name, const char *allow)
 		env.external_ip_allow = &cidr;
 		env.n_external_ip_allow = 1;
 	}
+	memset(&pp, 0, sizeof(pp));
 	pp.svc = svc;
 	pp.port = &svc->ports[0];
 	pp.proxy_port = 20000;

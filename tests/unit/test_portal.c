@@ -116,6 +116,7 @@ render1(const struct portal_env *e, int family, const struct svc *s,
 	size_t			 i;
 	char			*text;
 
+	memset(pp, 0, sizeof(pp));
 	for (i = 0; i < s->n_ports && i < 8; i++) {
 		pp[i].svc = s;
 		pp[i].port = &s->ports[i];
@@ -490,9 +491,12 @@ Test(portal, unproxied_sctp_and_portless_ports_get_no_rules)
 	add_port(headless, "pg", SVC_PROTO_TCP, 5432, 0);
 	add_port(s, "sig", SVC_PROTO_SCTP, 3868, 0);
 	add_port(s, "http", SVC_PROTO_TCP, 80, 0);
-	pp[0] = (struct portal_port){ headless, &headless->ports[0], 20001 };
-	pp[1] = (struct portal_port){ s, &s->ports[0], 20002 };
-	pp[2] = (struct portal_port){ s, &s->ports[1], 0 };
+	pp[0] = (struct portal_port){ .svc = headless,
+	    .port = &headless->ports[0], .proxy_port = 20001 };
+	pp[1] = (struct portal_port){ .svc = s,
+	    .port = &s->ports[0], .proxy_port = 20002 };
+	pp[2] = (struct portal_port){ .svc = s,
+	    .port = &s->ports[1], .proxy_port = 0 };
 	text = portal_render(&e, AF_INET, pp, 3);
 	cr_assert_not_null(text);
 	expect_text(text, EMPTY_RENDER);
@@ -917,8 +921,10 @@ sync_replace_remove(const char *backend, enum conf_iptables_backend b)
 	dns = mk_svc("kube-system", "kube-dns", SVC_TYPE_CLUSTER_IP,
 	    "10.96.0.53");
 	add_port(dns, "dns", SVC_PROTO_UDP, 53, 0);
-	ports[0] = (struct portal_port){ web, &web->ports[0], 20001 };
-	ports[1] = (struct portal_port){ dns, &dns->ports[0], 20002 };
+	ports[0] = (struct portal_port){ .svc = web,
+	    .port = &web->ports[0], .proxy_port = 20001 };
+	ports[1] = (struct portal_port){ .svc = dns,
+	    .port = &dns->ports[0], .proxy_port = 20002 };
 
 	p = new_portal(b);
 	cr_assert_str_eq(portal_backend_name(p), backend);
@@ -1058,7 +1064,8 @@ Test(portal, missing_physdev_drops_only_that_rule, .timeout = 60,
 	web = mk_svc("default", "web", SVC_TYPE_CLUSTER_IP, "10.96.0.10");
 	add_port(web, "http", SVC_PROTO_TCP, 80, 0);
 	add_ip(&web->external_ips, &web->n_external_ips, "198.51.100.9");
-	port = (struct portal_port){ web, &web->ports[0], 20001 };
+	port = (struct portal_port){ .svc = web,
+	    .port = &web->ports[0], .proxy_port = 20001 };
 	cr_assert_eq(portal_sync(p, &port, 1), 0);
 	saved = capture("iptables-nft-save -t nat");
 	cr_assert_null(strstr(saved, "physdev"));
@@ -1084,7 +1091,8 @@ Test(portal, failed_restore_returns_error_and_keeps_previous_rules,
 		cr_skip_test("iptables-nft does not work here");
 	web = mk_svc("default", "web", SVC_TYPE_CLUSTER_IP, "10.96.0.10");
 	add_port(web, "http", SVC_PROTO_TCP, 80, 0);
-	port = (struct portal_port){ web, &web->ports[0], 20001 };
+	port = (struct portal_port){ .svc = web,
+	    .port = &web->ports[0], .proxy_port = 20001 };
 	p = new_portal(CONF_IPT_NFT);
 	cr_assert_eq(portal_sync(p, &port, 1), 0);
 
@@ -1132,7 +1140,8 @@ Test(portal, ipv6_rules_go_to_ip6tables_and_are_removed, .timeout = 60,
 	web->cluster_ips[1] = ip("fd00:96::10");
 	web->n_cluster_ips = 2;
 	add_port(web, "http", SVC_PROTO_TCP, 80, 30080);
-	port = (struct portal_port){ web, &web->ports[0], 20001 };
+	port = (struct portal_port){ .svc = web,
+	    .port = &web->ports[0], .proxy_port = 20001 };
 	for (i = 0; i < 2; i++) {
 		if (!backend_usable(backends[i]))
 			continue;
@@ -1195,8 +1204,10 @@ Test(portal, job_renders_its_own_copy_of_the_ports)
 	add_port(web, "dns", SVC_PROTO_UDP, 53, 0);
 	add_ip(&web->external_ips, &web->n_external_ips, "198.51.100.9");
 	add_ip(&web->ingress_ips, &web->n_ingress_ips, "203.0.113.7");
-	ports[0] = (struct portal_port){ web, &web->ports[0], 20001 };
-	ports[1] = (struct portal_port){ web, &web->ports[1], 20002 };
+	ports[0] = (struct portal_port){ .svc = web,
+	    .port = &web->ports[0], .proxy_port = 20001 };
+	ports[1] = (struct portal_port){ .svc = web,
+	    .port = &web->ports[1], .proxy_port = 20002 };
 	want4 = portal_render(&e4, AF_INET, ports, 2);
 	want6 = portal_render(&e6, AF_INET6, ports, 2);
 	cr_assert_not_null(strstr(want4, "203.0.113.7"));
@@ -1327,7 +1338,8 @@ runner_one_at_a_time(const char *backend, enum conf_iptables_backend b)
 	stub_restore(backend, "sleep 1");
 	web = mk_svc("default", "web", SVC_TYPE_CLUSTER_IP, "10.96.0.10");
 	add_port(web, "http", SVC_PROTO_TCP, 80, 0);
-	port = (struct portal_port){ web, &web->ports[0], 20001 };
+	port = (struct portal_port){ .svc = web,
+	    .port = &web->ports[0], .proxy_port = 20001 };
 
 	memset(&w, 0, sizeof(w));
 	w.base = event_base_new();
