@@ -82,6 +82,11 @@ struct pport {
 	unsigned		 n_lanes;
 	bool			 lanes_queued;	/* lanes.c's, control loop */
 	uint16_t		 proxy_port;
+	/*
+	 * svc->proxy_protocol_version, copied for the workers, which must
+	 * not read svc (PPORT_STAT_GET; an enum svc_proxy_protocol).
+	 */
+	int			 proxy_protocol;
 	bool			 removed;	/* gone from the table */
 	struct pport_stats	 stats;
 	struct ep_stats_tree	 endpoints;	/* per-endpoint counters */

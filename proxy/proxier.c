@@ -154,6 +154,8 @@ pport_set_spec(const struct proxier *px, struct pport *pp, struct svc *svc,
 
 	pp->svc = svc_ref(svc);
 	pp->port = port;
+	__atomic_store_n(&pp->proxy_protocol, (int)svc->proxy_protocol_version,
+	    __ATOMIC_RELAXED);
 	svc_unref(old);
 	eps = calloc(port->n_endpoints + 1, sizeof(*eps));
 	n_eps = eps != NULL ? topology_select(svc, port, external, &node,

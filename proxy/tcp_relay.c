@@ -721,11 +721,11 @@ tcp_session_send_proxy_header(struct tcp_session *s, const char **why)
 	uint8_t hdr[PROXY_PROTOCOL_MAX];
 	ssize_t len, n;
 
-	/* A port made without a spec (tests) has no annotations. */
-	if (s->pp->svc == NULL || s->pp->proto != SVC_PROTO_TCP)
-		return 0;
-	version = s->pp->svc->proxy_protocol_version;
-	if (version == SVC_PROXY_PROTOCOL_NONE)
+	/* Not pp->svc: the control loop swaps it while workers run. */
+	version = (enum svc_proxy_protocol)PPORT_STAT_GET(
+	    s->pp->proxy_protocol);
+	if (version == SVC_PROXY_PROTOCOL_NONE ||
+	    s->pp->proto != SVC_PROTO_TCP)
 		return 0;
 	*why = "no client address for the PROXY header";
 	if (getpeername(s->fd[TCP_CLIENT], (struct sockaddr *)&peer,
