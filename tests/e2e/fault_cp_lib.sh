@@ -337,6 +337,9 @@ probe_slowest_ms() {
 cp_mem_bound() {
 	if grep -qa __asan_init "$KUPROXY_BIN" 2>/dev/null; then
 		echo $(($1 * 3))
+	elif [ "${KPT_VALGRIND:-0}" = 1 ]; then
+		# memcheck's shadow memory and redzones, not kuproxy's.
+		echo $(($1 * 4))
 	else
 		echo "$1"
 	fi
