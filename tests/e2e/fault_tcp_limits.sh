@@ -79,8 +79,10 @@ healthy() {
 
 METRICS=10249	# faultlib.sh's metric reads it there
 first=1
+# One worker: the descriptor checks compare with a baseline of one pipe
+# pool, and each worker keeps its own (workers.sh covers --workers).
 for mode in $KPT_RELAY_MODES; do
-	kuproxy_start "$NS_NODE" "$T/services.yaml" "$mode" \
+	kuproxy_start "$NS_NODE" "$T/services.yaml" "$mode" --workers 1 \
 	    --max-connections 20 --tcp-keepalive 2s \
 	    --tcp-half-close-timeout 2s \
 	    --metrics-bind-address "127.0.0.1:$METRICS" \
